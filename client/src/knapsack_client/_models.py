@@ -1,0 +1,387 @@
+"""Wire models of the knapsack-rl HTTP API, version 1 (`shared/API.md`).
+
+They are defined once, here, and the service imports them: a trainer that installs
+only this package validates exactly what the service validates. Requests forbid
+unknown fields so that a typo (`max_N`) is a 422 naming the field instead of a
+silently ignored setting; responses allow extra fields so that older clients keep
+working against newer services.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
+STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
+
+#: Largest group size one prompt may get. Far beyond the paper's 93 (Fig. 5); it
+#: bounds the solver's work and keeps every count inside 32 bits.
+MAX_GROUP_SIZE = 4096
+#: Largest number of workers an allocation may be balanced over.
+MAX_WORKERS = 4096
+#: Largest number of rewards one prompt's group may report.
+MAX_REWARDS_PER_GROUP = MAX_GROUP_SIZE
+
+Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+Rate = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+GroupSize = Annotated[int, Field(ge=0, le=MAX_GROUP_SIZE)]
+NonNegativeFinite = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+PositiveFinite = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+BetaParameter = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
+Step = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class FieldError(ValueError):
+    """A cross-field check that failed, naming the field to blame.
+
+    Model-level validators have no field location of their own; the service reads
+    `field` from the error's context so a 422 still names the offending field.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --------------------------------------------------------------------------- solve
+
+
+class SolveRequest(_Request):
+    """`POST /v1/solve`: allocate for success rates the caller already knows.
+
+    `success_rates[i]` is None for a prompt never seen (it gets `default_n`, except
+    under `knapsack-bayes`, which values it through its posterior). With `costs`,
+    `budget` is in the unit of the costs and the solver keeps `sum(n * costs) <=
+    budget`; without, `sum(n) == budget` exactly.
+    """
+
+    success_rates: list[Rate | None] | None = Field(
+        default=None, description="Per-prompt success rate in [0, 1]; null = never seen."
+    )
+    budget: NonNegativeFinite = Field(description="Total rollouts (or total cost with costs).")
+    min_n: GroupSize = 2
+    max_n: GroupSize = 128
+    strategy: Strategy = "knapsack"
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    split_groups: bool = True
+    fallback: bool = False
+    positive_n: GroupSize | None = Field(default=None, description="n for p = 1 (default min_n).")
+    negative_n: GroupSize | None = Field(default=None, description="n for p = 0 (default min_n).")
+    default_n: GroupSize = 8
+    costs: list[PositiveFinite] | None = None
+    posterior: list[tuple[BetaParameter, BetaParameter]] | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> SolveRequest:
+        if self.min_n > self.max_n:
+            raise FieldError("max_n", f"min_n ({self.min_n}) must not exceed max_n ({self.max_n})")
+        if self.success_rates is None and self.posterior is None:
+            raise FieldError(
+                "success_rates", "success_rates is required (or posterior with knapsack-bayes)"
+            )
+        if self.strategy == "knapsack-bayes" and self.posterior is None:
+            raise FieldError("posterior", "posterior is required with strategy knapsack-bayes")
+        count = self.prompt_count
+        if count == 0:
+            raise FieldError("success_rates", "success_rates must not be empty")
+        rates, posterior = self.success_rates, self.posterior
+        if rates is not None and posterior is not None and len(posterior) != len(rates):
+            raise FieldError(
+                "posterior",
+                f"posterior has {len(self.posterior)} entries, success_rates {count}",
+            )
+        if self.costs is not None and len(self.costs) != count:
+            raise FieldError("costs", f"costs has {len(self.costs)} entries, expected {count}")
+        if self.costs is None and not float(self.budget).is_integer():
+            raise FieldError("budget", "budget must be a whole number of rollouts without costs")
+        return self
+
+    @property
+    def prompt_count(self) -> int:
+        """Number of prompts in the request."""
+        if self.success_rates is not None:
+            return len(self.success_rates)
+        return len(self.posterior or ())
+
+
+Shard = list[tuple[int, int]]
+
+
+class SolveResponse(_Response):
+    """Answer of `POST /v1/solve`; `n[i]` belongs to prompt i."""
+
+    n: list[int]
+    value: float
+    strategy: Strategy
+    solve_seconds: float
+    shards: list[Shard] | None = None
+    imbalance: int | None = None
+    cost: float | None = None
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class WindowEstimator(_Request):
+    """The paper's estimate: success rate over a prompt's last `window` outcomes."""
+
+    kind: Literal["window"] = "window"
+    window: Annotated[int, Field(ge=1, le=48)] = 16
+    min_observations: Annotated[int, Field(ge=1, le=48)] = 8
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowEstimator:
+        if self.min_observations > self.window:
+            raise FieldError("min_observations", "min_observations must not exceed window")
+        return self
+
+
+class BetaEstimator(_Request):
+    """A Beta(a, b) posterior per prompt, with evidence decayed by `decay` per step."""
+
+    kind: Literal["beta"] = "beta"
+    decay: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
+    prior: tuple[BetaParameter, BetaParameter] | Literal["pooled"] = (1.0, 1.0)
+
+
+Estimator = Annotated[WindowEstimator | BetaEstimator, Field(discriminator="kind")]
+
+
+class RunSettings(_Request):
+    """`PUT /v1/runs/{run_id}`: every field has a default, so `{}` creates a run."""
+
+    strategy: Strategy = "knapsack"
+    budget: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        default=None, description="Default rollouts per step; else prompts * default_n."
+    )
+    min_n: GroupSize = 2
+    max_n: GroupSize = 128
+    default_n: GroupSize = 8
+    positive_n: GroupSize = 2
+    negative_n: GroupSize = 2
+    fallback: bool = True
+    success_threshold: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+    estimator: Estimator = Field(default_factory=WindowEstimator)
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSettings:
+        if self.min_n > self.max_n:
+            raise FieldError("max_n", f"min_n ({self.min_n}) must not exceed max_n ({self.max_n})")
+        return self
+
+
+class RunCounters(_Response):
+    """Cumulative counters of a run."""
+
+    reports: int = 0
+    duplicate_reports: int = 0
+    results: int = 0
+    rollouts: int = 0
+    successes: int = 0
+    allocations: int = 0
+    prompts: int = 0
+    last_step: int | None = None
+
+
+class RunInfo(_Response):
+    """Answer of `PUT`/`GET /v1/runs/{run_id}`."""
+
+    run_id: str
+    settings: RunSettings
+    counters: RunCounters = Field(default_factory=RunCounters)
+    created: bool = False
+
+
+class AllocationRequest(_Request):
+    """`POST /v1/runs/{run_id}/allocations`; unset fields default to the run's settings."""
+
+    step: Step
+    prompts: list[Identifier] = Field(min_length=1)
+    budget: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    split_groups: bool = True
+    min_n: GroupSize | None = None
+    max_n: GroupSize | None = None
+    strategy: Strategy | None = None
+
+
+class Allocation(_Response):
+    """One prompt's group size, with the estimate it was chosen for."""
+
+    prompt_id: str
+    n: int
+    p_hat: float | None = None
+
+
+class AllocationResponse(_Response):
+    """Answer of `POST /v1/runs/{run_id}/allocations`."""
+
+    step: int
+    allocations: list[Allocation]
+    shards: list[Shard] | None = None
+    imbalance: int | None = None
+    strategy: Strategy
+    budget: int
+    value: float = 0.0
+    solve_seconds: float = 0.0
+    degraded: bool = False
+    reason: str | None = None
+
+
+class PromptResult(_Request):
+    """One prompt's group outcome: counts, or one reward per rollout."""
+
+    prompt_id: Identifier
+    successes: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    trials: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    rewards: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_REWARDS_PER_GROUP
+    )
+    mean_response_tokens: NonNegativeFinite | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptResult:
+        if self.rewards is not None:
+            if self.successes is not None or self.trials is not None:
+                raise FieldError("rewards", "send either rewards or successes/trials, not both")
+            return self
+        if self.successes is None or self.trials is None:
+            raise FieldError("trials", "successes and trials are required (or rewards)")
+        if self.successes > self.trials:
+            raise FieldError(
+                "successes", f"successes ({self.successes}) exceed trials ({self.trials})"
+            )
+        return self
+
+
+class OutcomeReport(_Request):
+    """`POST /v1/runs/{run_id}/outcomes`: applied all or nothing, once per report_id."""
+
+    report_id: Identifier
+    step: Step
+    results: list[PromptResult] = Field(min_length=1)
+    worker: Annotated[str, Field(max_length=256)] | None = None
+
+
+class OutcomeAck(_Response):
+    """Answer of `POST /v1/runs/{run_id}/outcomes`."""
+
+    accepted: int
+    duplicate: bool
+
+
+class LookupRequest(_Request):
+    """`POST /v1/runs/{run_id}/prompts/lookup`."""
+
+    prompt_ids: list[Identifier] = Field(min_length=1)
+
+
+class PromptStats(_Response):
+    """Raw cumulative counts of one prompt and the run's current estimate."""
+
+    prompt_id: str
+    successes: int = 0
+    trials: int = 0
+    p_hat: float | None = None
+    last_step: int | None = None
+    window_successes: int = 0
+    window_trials: int = 0
+    posterior: tuple[float, float] | None = None
+    mean_response_tokens: float | None = None
+
+
+class LookupResponse(_Response):
+    """Answer of `POST /v1/runs/{run_id}/prompts/lookup`."""
+
+    prompts: list[PromptStats]
+
+
+class DifficultyBucket(_Response):
+    """Prompts and rollouts allocated in one band of estimated success rate."""
+
+    prompts: int = 0
+    rollouts: int = 0
+
+
+class StepSummary(_Response):
+    """What one training step spent and got (the paper's Figures 2, 5 and 7)."""
+
+    step: int
+    rollouts: int = 0
+    groups: int = 0
+    successes: int = 0
+    effective_rollouts: int = 0
+    effective_ratio: float | None = None
+    all_success_groups: int = 0
+    all_failure_groups: int = 0
+    all_success_share: float | None = None
+    all_failure_share: float | None = None
+    zero_variance_groups: int = 0
+    allocated_rollouts: int = 0
+    allocated_prompts: int = 0
+    budget_histogram: dict[str, int] = Field(default_factory=dict)
+    difficulty_buckets: dict[str, DifficultyBucket] = Field(default_factory=dict)
+
+
+class RunSummary(_Response):
+    """Answer of `GET /v1/runs/{run_id}/summary`."""
+
+    run_id: str
+    steps: list[StepSummary]
+
+
+class ErrorDetail(_Response):
+    """Body of every error answer."""
+
+    code: str
+    message: str
+    details: object | None = None
+
+
+class ErrorResponse(_Response):
+    """`{"error": {"code", "message", "details"}}`."""
+
+    error: ErrorDetail
+
+
+__all__ = [
+    "MAX_GROUP_SIZE",
+    "MAX_REWARDS_PER_GROUP",
+    "MAX_WORKERS",
+    "STRATEGIES",
+    "Allocation",
+    "AllocationRequest",
+    "AllocationResponse",
+    "BetaEstimator",
+    "DifficultyBucket",
+    "ErrorDetail",
+    "ErrorResponse",
+    "Estimator",
+    "FieldError",
+    "LookupRequest",
+    "LookupResponse",
+    "OutcomeAck",
+    "OutcomeReport",
+    "PromptResult",
+    "PromptStats",
+    "RunCounters",
+    "RunInfo",
+    "RunSettings",
+    "RunSummary",
+    "Shard",
+    "SolveRequest",
+    "SolveResponse",
+    "StepSummary",
+    "Strategy",
+    "WindowEstimator",
+]

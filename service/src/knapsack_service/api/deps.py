@@ -1,0 +1,56 @@
+"""Dependencies of the routes, as `Annotated` aliases a handler simply declares."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+
+from knapsack_service.auth import check_run_access, find_grant
+from knapsack_service.errors import invalid_field
+from knapsack_service.settings import TokenGrant
+from knapsack_service.state import ServiceState
+
+_SEGMENT_ESCAPE = re.compile(r"%(2F|25)")
+_UNESCAPED = {"2F": "/", "25": "%"}
+
+
+def get_state(request: Request) -> ServiceState:
+    """The app's state, built in the lifespan."""
+    return request.app.state.krl
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_grant(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> TokenGrant | None:
+    """The caller's token grant; None when the service runs without tokens."""
+    if not state.settings.auth_enabled:
+        return None
+    return find_grant(state.settings.api_tokens, authorization)
+
+
+GrantDep = Annotated[TokenGrant | None, Depends(get_grant)]
+
+
+def get_run_id(
+    grant: GrantDep,
+    run_id: Annotated[str, Path(description="Run id, 1 to 256 characters, percent-encoded.")],
+) -> str:
+    """The run id of the path, exactly as the client sent it, checked against the token.
+
+    The middleware keeps `/` and `%` inside a path segment escaped (as %2F and %25)
+    so run ids containing slashes route correctly; they are undone here.
+    """
+    run_id = _SEGMENT_ESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], run_id)
+    if not 1 <= len(run_id) <= 256:
+        raise invalid_field("run_id", "must be 1 to 256 characters")
+    if grant is not None:
+        check_run_access(grant, run_id)
+    return run_id
+
+
+RunIdDep = Annotated[str, Depends(get_run_id)]

@@ -1,0 +1,40 @@
+"""Bearer-token authentication with per-token run scopes.
+
+Tokens are compared in constant time (`hmac.compare_digest` against every
+configured token, without stopping at the first match) so response timing does
+not reveal a token's prefix. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from knapsack_service.errors import ApiError
+from knapsack_service.settings import TokenGrant
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def find_grant(grants: tuple[TokenGrant, ...], authorization: str | None) -> TokenGrant:
+    """The grant of the presented bearer token; 401 when it is missing or unknown."""
+    if not authorization:
+        raise ApiError(401, "unauthorized", "missing bearer token", headers=_CHALLENGE)
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401, "unauthorized", "expected 'Authorization: Bearer <token>'", headers=_CHALLENGE
+        )
+    presented_bytes = presented.strip().encode()
+    found: TokenGrant | None = None
+    for grant in grants:
+        if hmac.compare_digest(grant.token.encode(), presented_bytes) and found is None:
+            found = grant
+    if found is None:
+        raise ApiError(401, "unauthorized", "unknown token", headers=_CHALLENGE)
+    return found
+
+
+def check_run_access(grant: TokenGrant, run_id: str) -> None:
+    """403 when the token is limited to other runs."""
+    if not grant.allows(run_id):
+        raise ApiError(403, "forbidden", "this token may not access this run")

@@ -1,0 +1,395 @@
+"""Allocation strategies of `shared/API.md` ("Stateless solve"): one entry point, `allocate`.
+
+- uniform: the budget spread evenly, remainder to the lowest indices.
+- filter: online difficulty filtering as DAPO does it: 0 rollouts for p in {0, 1},
+  `default_n` for unseen prompts, the rest spread evenly over 0 < p < 1.
+- knapsack: the paper (Li et al., 2025, Sec. 3): exact maximum of sum Value(n_i, p_i)
+  for 0 < p < 1, fixed counts for p = 1 (`positive_n`), p = 0 (`negative_n`) and
+  unseen prompts (`default_n`); with `fallback`, the paper code's rule (`_fallback`).
+- knapsack-bayes: the same objective in expectation under each prompt's Beta
+  posterior, for every prompt (unseen prompts carry the prior).
+
+Without costs `sum(n) == budget` always, or `InfeasibleBudget` names the feasible
+range; fixed counts above `max_n` are capped at `max_n` (no n[i] ever exceeds it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
+from knapsack_service.engine.solve import objective, solve_cost_aware, solve_unit_cost
+
+STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
+DEFAULT_N = 8
+#: The paper's fallback serves a prompt until a non-zero gradient is 90% likely.
+FALLBACK_CONFIDENCE = 0.9
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    """What `allocate` returns.
+
+    Attributes:
+        n: int64 rollouts per prompt, n[i] for prompt i.
+        value: the knapsack objective reached, sum Value(n_i, p_i) (unseen prompts
+            count 0), or its expectation under the posteriors for knapsack-bayes.
+            uniform and filter report the same objective, so strategies compare.
+        cost: sum(n * costs) when costs were given, else None.
+    """
+
+    n: np.ndarray
+    value: float
+    cost: float | None = None
+
+
+def allocate(
+    strategy: str,
+    success_rates: np.ndarray | None,
+    budget: float,
+    *,
+    min_n: int,
+    max_n: int,
+    default_n: int = DEFAULT_N,
+    positive_n: int | None = None,
+    negative_n: int | None = None,
+    fallback: bool = False,
+    costs: np.ndarray | None = None,
+    posterior: np.ndarray | None = None,
+    method: str = "auto",
+) -> AllocationResult:
+    """Allocate a rollout budget over a batch of prompts.
+
+    Args:
+        strategy: "uniform", "filter", "knapsack" or "knapsack-bayes".
+        success_rates: float64 (M,), NaN = never seen; may be None for knapsack-bayes
+            (and uniform) when `posterior` gives M.
+        budget: total rollouts (a whole number), or total cost with `costs`.
+        min_n: smallest group for prompts the strategy serves.
+        max_n: largest group any prompt gets.
+        default_n: group of unseen prompts (knapsack, filter).
+        positive_n: group of p = 1 prompts under knapsack (default min_n; 0 = skip).
+        negative_n: group of p = 0 prompts under knapsack (default min_n; 0 = skip).
+        fallback: knapsack only: the paper code's rule, see `_fallback`.
+        costs: float64 (M,) > 0, cost of one rollout per prompt (knapsack strategies).
+        posterior: float64 (M, 2) Beta parameters (a, b) > 0, for knapsack-bayes.
+        method: unit-cost solver path, "auto", "heap" or "threshold" (tests).
+
+    Returns:
+        AllocationResult.
+
+    Raises:
+        InfeasibleBudget: the budget cannot be spent within the limits (field "budget").
+        EngineInputError: any other invalid input; `field` names it.
+    """
+    if strategy not in STRATEGIES:
+        raise EngineInputError(f"unknown strategy {strategy!r}", field="strategy")
+    min_n, max_n = _check_limits(min_n, max_n)
+    default_n = min(_check_count(default_n, "default_n"), max_n)
+    positive = min(_check_count(min_n if positive_n is None else positive_n, "positive_n"), max_n)
+    negative = min(_check_count(min_n if negative_n is None else negative_n, "negative_n"), max_n)
+    rates = _check_rates(success_rates)
+    post = _check_posterior(posterior)
+    if rates is None and post is None:
+        raise EngineInputError("success_rates is required", field="success_rates")
+    if strategy == "knapsack-bayes" and post is None:
+        raise EngineInputError("posterior is required with knapsack-bayes", field="posterior")
+    if strategy in ("filter", "knapsack") and rates is None:
+        raise EngineInputError(f"success_rates is required with {strategy}", field="success_rates")
+    m = len(rates) if rates is not None else len(post)  # type: ignore[arg-type]
+    if rates is not None and post is not None and len(post) != m:
+        raise EngineInputError(f"posterior has {len(post)} rows, expected {m}", field="posterior")
+    cost_arr = _check_costs(costs, m, strategy, fallback)
+    budget = _check_budget(budget, integral=cost_arr is None)
+
+    if strategy == "knapsack-bayes":
+        assert post is not None
+        return _bayes(post, budget, min_n, max_n, cost_arr, method)
+    if strategy == "uniform":
+        n = _uniform(m, int(budget), min_n, max_n)
+    else:
+        assert rates is not None
+        if strategy == "filter":
+            n = _filter(rates, int(budget), min_n, max_n, default_n)
+        elif cost_arr is not None:
+            return _knapsack_with_costs(
+                rates, budget, min_n, max_n, default_n, positive, negative, cost_arr
+            )
+        elif fallback:
+            n = _fallback(rates, int(budget), min_n, max_n, default_n, positive, negative, method)
+        else:
+            n = _knapsack(rates, int(budget), min_n, max_n, default_n, positive, negative, method)
+    value = objective(n, p=rates) if rates is not None else 0.0
+    return AllocationResult(n=n, value=value)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_count(value: int, field: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 0:
+        raise EngineInputError(f"{field} must be a non-negative integer, got {value!r}", field=field)
+    return int(value)
+
+
+def _check_limits(min_n: int, max_n: int) -> tuple[int, int]:
+    min_n = _check_count(min_n, "min_n")
+    max_n = _check_count(max_n, "max_n")
+    if min_n > max_n:
+        raise EngineInputError(f"min_n ({min_n}) must not exceed max_n ({max_n})", field="min_n")
+    return min_n, max_n
+
+
+def _check_rates(success_rates: np.ndarray | None) -> np.ndarray | None:
+    if success_rates is None:
+        return None
+    rates = np.ascontiguousarray(success_rates, dtype=np.float64)
+    if rates.ndim != 1:
+        raise EngineInputError("success_rates must be one-dimensional", field="success_rates")
+    seen = rates[~np.isnan(rates)]
+    if np.any(seen < 0.0) or np.any(seen > 1.0):  # also rejects ±inf
+        raise EngineInputError("success rates must lie in [0, 1]", field="success_rates")
+    return rates
+
+
+def _check_posterior(posterior: np.ndarray | None) -> np.ndarray | None:
+    if posterior is None:
+        return None
+    post = np.ascontiguousarray(posterior, dtype=np.float64)
+    if post.ndim != 2 or post.shape[1] != 2:
+        raise EngineInputError("posterior must have shape (M, 2)", field="posterior")
+    if not np.all(np.isfinite(post)) or np.any(post <= 0.0):
+        raise EngineInputError("posterior parameters must be finite and > 0", field="posterior")
+    return post
+
+
+def _check_costs(
+    costs: np.ndarray | None, m: int, strategy: str, fallback: bool
+) -> np.ndarray | None:
+    if costs is None:
+        return None
+    if strategy not in ("knapsack", "knapsack-bayes"):
+        raise EngineInputError(f"costs are not supported by {strategy}", field="costs")
+    if fallback and strategy == "knapsack":
+        # The fallback rule is stated in rollouts (need_i, even spreads): no cost analogue.
+        raise EngineInputError("costs cannot be combined with fallback", field="costs")
+    arr = np.ascontiguousarray(costs, dtype=np.float64)
+    if arr.shape != (m,):
+        raise EngineInputError(f"costs must have {m} entries", field="costs")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0.0):
+        raise EngineInputError("costs must be finite and > 0", field="costs")
+    return arr
+
+
+def _check_budget(budget: float, *, integral: bool) -> float:
+    value = float(budget)
+    if not math.isfinite(value) or value < 0.0:
+        raise EngineInputError(f"budget must be finite and >= 0, got {budget!r}", field="budget")
+    if integral and not value.is_integer():
+        raise EngineInputError("budget must be a whole number of rollouts", field="budget")
+    return value
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _spread(total: int, count: int) -> np.ndarray:
+    """`total` spread evenly over `count` slots, the remainder to the lowest indices."""
+    n = np.full(count, total // count if count else 0, dtype=np.int64)
+    if count:
+        n[: total % count] += 1
+    return n
+
+
+def _uniform(m: int, budget: int, min_n: int, max_n: int) -> np.ndarray:
+    low, high = m * min_n, m * max_n
+    if not low <= budget <= high:
+        raise InfeasibleBudget(budget, low, high)
+    return _spread(budget, m)
+
+
+def _classes(rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    unseen = np.isnan(rates)
+    zero = rates == 0.0
+    one = rates == 1.0
+    middle = ~(unseen | zero | one)
+    return unseen, zero, one, middle
+
+
+def _filter(rates: np.ndarray, budget: int, min_n: int, max_n: int, default_n: int) -> np.ndarray:
+    unseen, _, _, middle = _classes(rates)
+    fixed = int(unseen.sum()) * default_n
+    mid = int(middle.sum())
+    low, high = fixed + mid * min_n, fixed + mid * max_n
+    if not low <= budget <= high:
+        raise InfeasibleBudget(budget, low, high)
+    n = np.zeros(rates.size, np.int64)
+    n[unseen] = default_n
+    n[middle] = _spread(budget - fixed, mid)
+    return n
+
+
+def _fixed_counts(
+    rates: np.ndarray, default_n: int, positive: int, negative: int
+) -> tuple[np.ndarray, np.ndarray]:
+    unseen, zero, one, middle = _classes(rates)
+    n = np.zeros(rates.size, np.int64)
+    n[unseen] = default_n
+    n[zero] = negative
+    n[one] = positive
+    return n, middle
+
+
+def _knapsack(
+    rates: np.ndarray,
+    budget: int,
+    min_n: int,
+    max_n: int,
+    default_n: int,
+    positive: int,
+    negative: int,
+    method: str,
+) -> np.ndarray:
+    n, middle = _fixed_counts(rates, default_n, positive, negative)
+    fixed = int(n.sum())
+    mid = int(middle.sum())
+    low, high = fixed + mid * min_n, fixed + mid * max_n
+    if not low <= budget <= high:
+        raise InfeasibleBudget(budget, low, high)
+    if mid:
+        n[middle] = solve_unit_cost(budget - fixed, min_n, max_n, p=rates[middle], method=method)
+    return n
+
+
+def fallback_need(rates: np.ndarray, min_n: int, max_n: int) -> np.ndarray:
+    """Rollouts for a non-zero gradient at 90% confidence, clipped to [min_n, max_n].
+
+    need = ceil(ln(0.1) / ln(max(p, 1-p))): then max(p, 1-p)^need <= 0.1, which
+    bounds the chance that every rollout agrees (paper's code). Rates in (0, 1).
+    """
+    # log1p(-min(p, 1-p)) is ln max(p, 1-p) without rounding 1 - 1e-20 to 1.
+    with np.errstate(divide="ignore", over="ignore"):
+        need = np.ceil(math.log(1.0 - FALLBACK_CONFIDENCE) / np.log1p(-np.minimum(rates, 1.0 - rates)))
+    return np.clip(need, min_n, max_n).astype(np.int64)
+
+
+def _fallback(
+    rates: np.ndarray,
+    budget: int,
+    min_n: int,
+    max_n: int,
+    default_n: int,
+    positive: int,
+    negative: int,
+    method: str,
+) -> np.ndarray:
+    """The paper code's allocation with fallback, in four stages.
+
+    1. Prompts with 0 < p < 1 get the knapsack optimum with n_i <= need_i
+       (`fallback_need`), at least min_n each.
+    2. Budget beyond sum(need) goes to the p = 0 prompts evenly (on top of
+       negative_n, each up to max_n, remainder to the lowest indices): the paper
+       spends it on prompts never solved yet.
+    3. What they cannot take goes back to the knapsack: 0 < p < 1 prompts keep their
+       need_i and may grow up to max_n.
+    4. Any surplus left then goes to the p = 1 prompts evenly, up to max_n (our
+       rule, so that sum(n) == budget whenever the limits allow it).
+    Unseen prompts keep default_n throughout.
+    """
+    n, middle = _fixed_counts(rates, default_n, positive, negative)
+    unseen, zero, one, _ = _classes(rates)
+    fixed = int(n.sum())
+    mid = int(middle.sum())
+    low = fixed + mid * min_n
+    high = int(unseen.sum()) * default_n + int((zero | one | middle).sum()) * max_n
+    if not low <= budget <= high:
+        raise InfeasibleBudget(budget, low, high)
+    room = budget - fixed
+    need = fallback_need(rates[middle], min_n, max_n)
+    need_total = int(need.sum())
+    if room <= need_total:
+        if mid:
+            n[middle] = solve_unit_cost(room, min_n, need, p=rates[middle], method=method)
+        return n
+    n[middle] = need
+    surplus = room - need_total
+    surplus = _spread_capped(n, zero, max_n, surplus)
+    if surplus and mid:
+        grow = min(surplus, mid * max_n - need_total)
+        n[middle] = solve_unit_cost(
+            need_total + grow, need, max_n, p=rates[middle], method=method
+        )
+        surplus -= grow
+    surplus = _spread_capped(n, one, max_n, surplus)
+    assert surplus == 0, "feasible range and stages disagree"
+    return n
+
+
+def _spread_capped(n: np.ndarray, mask: np.ndarray, max_n: int, surplus: int) -> int:
+    """Spread surplus evenly over n[mask] (all equal), each up to max_n; return the rest."""
+    count = int(mask.sum())
+    if not count or not surplus:
+        return surplus
+    base = int(n[mask][0])
+    give = min(surplus, count * (max_n - base))
+    n[mask] += _spread(give, count)
+    return surplus - give
+
+
+def _knapsack_with_costs(
+    rates: np.ndarray,
+    budget: float,
+    min_n: int,
+    max_n: int,
+    default_n: int,
+    positive: int,
+    negative: int,
+    costs: np.ndarray,
+) -> AllocationResult:
+    n, middle = _fixed_counts(rates, default_n, positive, negative)
+    fixed_cost = float(np.dot(n, costs))
+    low = fixed_cost + min_n * float(costs[middle].sum())
+    if budget < low:
+        raise InfeasibleBudget(budget, low, math.inf)
+    if middle.any():
+        n[middle] = solve_cost_aware(
+            budget - fixed_cost, costs[middle], min_n, max_n, p=rates[middle]
+        )
+    return AllocationResult(
+        n=n, value=objective(n, p=rates), cost=_spent(n, costs, budget)
+    )
+
+
+def _bayes(
+    post: np.ndarray,
+    budget: float,
+    min_n: int,
+    max_n: int,
+    costs: np.ndarray | None,
+    method: str,
+) -> AllocationResult:
+    a = np.ascontiguousarray(post[:, 0])
+    b = np.ascontiguousarray(post[:, 1])
+    m = a.size
+    if costs is not None:
+        low = min_n * float(costs.sum())
+        if budget < low:
+            raise InfeasibleBudget(budget, low, math.inf)
+        n = solve_cost_aware(budget, costs, min_n, max_n, a=a, b=b)
+        return AllocationResult(
+            n=n, value=objective(n, a=a, b=b), cost=_spent(n, costs, budget)
+        )
+    low, high = m * min_n, m * max_n
+    if not low <= budget <= high:
+        raise InfeasibleBudget(budget, low, high)
+    n = solve_unit_cost(int(budget), min_n, max_n, a=a, b=b, method=method)
+    return AllocationResult(n=n, value=objective(n, a=a, b=b))
+
+
+def _spent(n: np.ndarray, costs: np.ndarray, budget: float) -> float:
+    cost = float(np.dot(n, costs))
+    assert cost <= budget * (1.0 + 1e-12) + 1e-12, "cost-aware solver overspent"
+    return cost

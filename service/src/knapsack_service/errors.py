@@ -1,0 +1,130 @@
+"""Errors in the contract's JSON shape: `{"error": {"code", "message", "details"}}`.
+
+Every 4xx names the offending field: validation errors carry a `details` list
+of `{"field", "message"}` with dotted paths (`results.3.successes`), and the
+first one is repeated in `message` so a log line alone tells what was wrong.
+A 5xx is a bug, never an answer to bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("knapsack_service")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "overloaded",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer the handlers raise on purpose (404 run_not_found, 503, ...)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def invalid_field(field: str, message: str) -> ApiError:
+    """A 422 naming one field (for checks the models cannot make, such as limits)."""
+    return ApiError(
+        422,
+        "invalid_request",
+        f"{field}: {message}",
+        details=[{"field": field, "message": message}],
+    )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The contract's error document."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A JSONResponse holding the contract's error document."""
+    return JSONResponse(
+        error_body(code, message, jsonable_encoder(details)), status_code=status, headers=headers
+    )
+
+
+def _field_path(error: dict[str, Any]) -> str:
+    """Dotted path of a pydantic error, without the `body` prefix.
+
+    Cross-field checks raise `FieldError`, whose `field` is appended: pydantic
+    locates model-level errors at the model itself.
+    """
+    if error.get("type") == "json_invalid":
+        return "body"
+    parts = [str(part) for part in error.get("loc", ()) if part != "body"]
+    cause = (error.get("ctx") or {}).get("error")
+    blamed = getattr(cause, "field", None)
+    if blamed:
+        parts.append(blamed)
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic errors as `{"field", "message"}` pairs."""
+    details = []
+    for error in errors:
+        message = str(error.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        details.append({"field": _field_path(error), "message": message})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through the contract's shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = validation_details(list(exc.errors()))
+        first = details[0] if details else {"field": "body", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}"
+        return error_response(422, "invalid_request", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,67 @@
+"""Readiness: kernels compiled and store reachable, kept fresh in the background.
+
+The kernels compile (or load from `NUMBA_CACHE_DIR`) in a thread at start-up so
+`/healthz` answers at once while `/readyz` waits for them. A background loop
+pings the store every few seconds so `krl_store_up` and `krl_ready` stay true to
+life even where nothing probes `/readyz` (compose, a laptop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from knapsack_service.engine import warm_up
+from knapsack_service.state import ServiceState
+from knapsack_service.store import StoreError
+
+logger = logging.getLogger("knapsack_service")
+
+#: Seconds between background store checks.
+HEALTH_INTERVAL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """One readiness check's outcome."""
+
+    kernels: bool
+    store: bool
+
+    @property
+    def ready(self) -> bool:
+        """Both parts are up."""
+        return self.kernels and self.store
+
+
+async def refresh_health(state: ServiceState) -> Health:
+    """Ping the store once and set the readiness gauges."""
+    store_ok = True
+    try:
+        await asyncio.wait_for(state.store.ping(), timeout=state.settings.redis_timeout * 2)
+    except (StoreError, TimeoutError, OSError):
+        store_ok = False
+        state.metrics.store_errors.labels("ping").inc()
+    health = Health(kernels=state.kernels_ready, store=store_ok)
+    state.metrics.store_up.set(1 if store_ok else 0)
+    state.metrics.ready.set(1 if health.ready else 0)
+    return health
+
+
+async def compile_kernels(state: ServiceState) -> None:
+    """Compile (or load) the engine's kernels off the event loop."""
+    try:
+        await asyncio.to_thread(warm_up)
+        state.kernels_ready = True
+        logger.info("kernels ready")
+    except Exception:  # readiness stays false; /readyz tells the orchestrator
+        logger.exception("kernel warm-up failed")
+
+
+async def watch_health(state: ServiceState) -> None:
+    """Compile the kernels, then refresh the readiness gauges until cancelled."""
+    await compile_kernels(state)
+    while True:
+        await refresh_health(state)
+        await asyncio.sleep(HEALTH_INTERVAL_SECONDS)

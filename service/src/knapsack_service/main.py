@@ -1,0 +1,77 @@
+"""The FastAPI application: built here, its parts live in api/, store/, engine/.
+
+`create_app(settings)` returns a fresh app with its own store and metrics
+registry, so tests and embedded uses (the demo runs the service in-process on
+the memory store) never share state through module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from knapsack_service import __version__
+from knapsack_service.api.routes import ops, runs, solve
+from knapsack_service.errors import install_error_handlers
+from knapsack_service.health import watch_health
+from knapsack_service.logs import configure_logging
+from knapsack_service.metrics import ServiceMetrics
+from knapsack_service.middleware import ServiceMiddleware
+from knapsack_service.settings import Settings, get_settings
+from knapsack_service.state import ServiceState
+from knapsack_service.store import Store, create_store
+
+logger = logging.getLogger("knapsack_service")
+
+
+def build_store(settings: Settings) -> Store:
+    """Redis when `KRL_REDIS_URL` is set, else the embedded memory store."""
+    return create_store(settings.redis_url, timeout=settings.redis_timeout)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """A new app; `store` overrides the one the settings would build (tests, embedding)."""
+    settings = settings or get_settings()
+    metrics = ServiceMetrics(max_runs=settings.max_metric_runs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServiceState(
+            settings=settings, store=store or build_store(settings), metrics=metrics
+        )
+        app.state.krl = state
+        warm = asyncio.create_task(watch_health(state))
+        try:
+            yield
+        finally:
+            warm.cancel()
+            await state.store.close()
+
+    app = FastAPI(
+        title="knapsack-rl",
+        version=__version__,
+        summary="Rollout budgets for GRPO by knapsack (Li et al., 2025).",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=metrics,
+        max_concurrency=settings.max_concurrency,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.include_router(ops.router)
+    app.include_router(solve.router)
+    app.include_router(runs.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory knapsack_service.main:app_from_environment`."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,45 @@
+"""Per-run settings and per-prompt success statistics, in Redis or in memory.
+
+Both stores implement `Store` with identical semantics (`records.py` is the
+reference; the Redis scripts in `lua/` match it byte for byte).
+"""
+
+from __future__ import annotations
+
+from knapsack_service.store.base import (
+    ApplyResult,
+    GroupOutcome,
+    PromptBatch,
+    ReportToApply,
+    Store,
+)
+from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
+from knapsack_service.store.memory_store import MemoryStore
+from knapsack_service.store.records import BUDGET_BUCKETS, DIFFICULTY_BANDS, RING_BITS
+from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore
+
+
+def create_store(redis_url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Store:
+    """The Redis store for `redis_url`, or the memory store when it is None or empty."""
+    if redis_url:
+        return RedisStore.from_url(redis_url, timeout=timeout)
+    return MemoryStore()
+
+
+__all__ = [
+    "BUDGET_BUCKETS",
+    "DEFAULT_TIMEOUT",
+    "DIFFICULTY_BANDS",
+    "RING_BITS",
+    "ApplyResult",
+    "GroupOutcome",
+    "MemoryStore",
+    "PromptBatch",
+    "RedisStore",
+    "ReportToApply",
+    "RunNotFound",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "create_store",
+]

@@ -1,0 +1,214 @@
+"""The store protocol and the values that cross it.
+
+The service turns an HTTP outcome report into a `ReportToApply` (counts only: rewards
+are already thresholded) before it calls the store, so both stores apply exactly the
+same arithmetic (`knapsack_service.store.records`) and never see wire models.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+#: Largest successes/trials of one group (the wire model's bound, 32-bit signed).
+MAX_GROUP_COUNT = 2**31 - 1
+#: Largest step number (the wire model's bound).
+MAX_STEP = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """One prompt's group in a report.
+
+    Attributes:
+        prompt_id: Opaque prompt identifier (any string).
+        successes: Rollouts of the group that succeeded.
+        trials: Rollouts in the group (at least 1).
+        mean_response_tokens: Mean response length of the group, or None if not sent.
+        zero_variance: All rewards of the group were equal (with binary rewards:
+            successes is 0 or trials); GRPO gets no gradient from such a group.
+
+    """
+
+    prompt_id: str
+    successes: int
+    trials: int
+    mean_response_tokens: float | None = None
+    zero_variance: bool = False
+
+    def __post_init__(self) -> None:
+        # Both stores rely on this check; the Lua script repeats it so that a bad
+        # argument can never half-apply a report.
+        if not isinstance(self.prompt_id, str):
+            raise TypeError("prompt_id must be a string")
+        operator.index(self.successes)  # TypeError for 2.5, numpy integers are fine
+        operator.index(self.trials)
+        if not 1 <= self.trials <= MAX_GROUP_COUNT:
+            raise ValueError(f"trials must be in [1, {MAX_GROUP_COUNT}], got {self.trials}")
+        if not 0 <= self.successes <= self.trials:
+            raise ValueError(f"successes must be in [0, trials], got {self.successes}")
+        tokens = self.mean_response_tokens
+        if tokens is not None and not (math.isfinite(tokens) and tokens >= 0.0):
+            raise ValueError(f"mean_response_tokens must be finite and >= 0, got {tokens}")
+
+
+@dataclass(frozen=True)
+class ReportToApply:
+    """A deduplicated unit of work: every group is applied, or none.
+
+    Attributes:
+        report_id: Idempotency key; a report id seen before (within the retention
+            window, 7 days) is counted as a duplicate and changes nothing else.
+        step: Training step the outcomes belong to.
+        decay: The run's per-step Beta evidence decay in (0, 1] (1.0 under the
+            window estimator, which ignores the Beta evidence).
+        groups: The groups, applied in order (a prompt may appear more than once).
+
+    """
+
+    report_id: str
+    step: int
+    decay: float
+    groups: tuple[GroupOutcome, ...]
+
+    def __post_init__(self) -> None:
+        operator.index(self.step)
+        if not 0 <= self.step <= MAX_STEP:
+            raise ValueError(f"step must be in [0, {MAX_STEP}], got {self.step}")
+        if not (math.isfinite(self.decay) and 0.0 < self.decay <= 1.0):
+            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if not self.groups:
+            raise ValueError("a report needs at least one group")
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `Store.apply_report` did.
+
+    Attributes:
+        accepted: Groups applied by this call (0 for a duplicate).
+        duplicate: The report id had been applied before; nothing changed but the
+            run's `duplicate_reports` counter.
+        step_totals: The report's step after it was applied (keys of
+            `STEP_TOTAL_FIELDS`), for per-run gauges; None for a duplicate.
+
+    """
+
+    accepted: int
+    duplicate: bool
+    step_totals: dict[str, int] | None = None
+
+
+#: Step counters returned with an applied report (what the per-run gauges need).
+STEP_TOTAL_FIELDS = (
+    "rollouts",
+    "groups",
+    "effective_rollouts",
+    "all_success_groups",
+    "all_failure_groups",
+)
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Statistics of a batch of prompts, one entry per requested id, in request order.
+
+    Attributes:
+        successes: int64, cumulative successes (never decayed).
+        trials: int64, cumulative trials.
+        ring: int64, the last <= 48 outcomes, newest in bit 0, 1 = success; only the
+            lowest `min(trials, 48)` bits are meaningful.
+        beta_successes: float64, Beta evidence for success, decayed to `beta_step`.
+        beta_failures: float64, Beta evidence for failure, decayed to `beta_step`.
+        beta_step: int64, step the Beta evidence is decayed to (-1 = never seen).
+        last_step: int64, largest step reported (-1 = never seen).
+        mean_tokens: float64, trial-weighted mean response tokens (NaN = unknown).
+        seen: bool, the prompt has at least one reported group.
+
+    """
+
+    successes: np.ndarray
+    trials: np.ndarray
+    ring: np.ndarray
+    beta_successes: np.ndarray
+    beta_failures: np.ndarray
+    beta_step: np.ndarray
+    last_step: np.ndarray
+    mean_tokens: np.ndarray
+    seen: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seen.shape[0])
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Per-run settings and per-prompt success statistics (Redis or memory).
+
+    Every method may raise `StoreUnavailable`; the ones that need an existing run
+    raise `RunNotFound` when its settings are missing.
+    """
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the backend answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+    async def put_settings(self, run_id: str, settings_json: str) -> bool:
+        """Create or replace a run's settings; True if the run was created."""
+        ...
+
+    async def get_settings(self, run_id: str) -> str | None:
+        """The run's settings JSON, or None if the run does not exist."""
+        ...
+
+    async def read_batch(
+        self, run_id: str, prompt_ids: Sequence[str]
+    ) -> tuple[str | None, PromptBatch]:
+        """Settings and statistics of `prompt_ids`, read in one round trip."""
+        ...
+
+    async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
+        """Apply a report all or nothing, exactly once per report id."""
+        ...
+
+    async def record_allocation(
+        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+    ) -> None:
+        """Count an allocation in the step summary (budget and difficulty histograms)."""
+        ...
+
+    async def read_counters(self, run_id: str) -> dict[str, int | None]:
+        """The run's counters (keys of `RunCounters`; `last_step` None if no report)."""
+        ...
+
+    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
+        """Raw per-step counters (keys of `StepSummary`), ascending step."""
+        ...
+
+    async def delete_run(self, run_id: str) -> bool:
+        """Remove every key of the run; True if anything existed."""
+        ...
+
+    async def list_runs(self) -> list[str]:
+        """Ids of the runs created and not deleted, sorted."""
+        ...
+
+
+__all__ = [
+    "MAX_GROUP_COUNT",
+    "MAX_STEP",
+    "ApplyResult",
+    "GroupOutcome",
+    "PromptBatch",
+    "ReportToApply",
+    "Store",
+]

@@ -1,0 +1,192 @@
+-- Apply one outcome report to a run: all or nothing, once per report id.
+-- The arithmetic mirrors knapsack_service/store/records.py operation by operation
+-- (Lua numbers are IEEE doubles; struct 'f' is C's (float) cast), so the records
+-- written here are byte-identical to the Python reference.
+--
+-- KEYS[1] cfg          run settings (string); absent = run not found
+-- KEYS[2] meta         run counters (hash)
+-- KEYS[3] prompts      prompt id -> packed 44-byte record (hash)
+-- KEYS[4] steps        index of step summaries (sorted set, score = step)
+-- KEYS[5] report ids   report id -> unix seconds of first application (sorted set)
+-- KEYS[6] step summary counters of ARGV[2]'s step (hash)
+-- ARGV: report_id, step, decay, retention_seconds, group_count,
+--       then per group: prompt_id, successes, trials, mean_tokens ('' = none),
+--       zero_variance ('0' | '1')
+-- Returns {accepted, duplicate (0|1)}.
+
+local RECORD = '<I6I6I6I6fffi4i4'
+local RING_BITS = 48
+local MAX_COUNT = 2147483647
+local MAX_COUNTER = 2^48 - 1
+local HEAD = 5
+local PER_GROUP = 5
+local CHUNK = 2000
+
+-- Lua's tostring keeps 14 digits; counters may need 15, so format integers explicitly.
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function fail(message)
+  error({err = 'KRL_BAD_ARGS ' .. message})
+end
+
+local function whole(text, low, high, what)
+  local x = tonumber(text)
+  -- NaN fails x == floor(x); inf fails the range check.
+  if x == nil or x ~= math.floor(x) or x < low or x > high then
+    fail(what .. ' must be an integer in [' .. low .. ', ' .. high .. ']')
+  end
+  return x
+end
+
+-- 1. Validate every argument before anything is written.
+local report_id = ARGV[1]
+if report_id == nil or #report_id == 0 then fail('report_id is empty') end
+local step = whole(ARGV[2], 0, MAX_COUNT, 'step')
+local decay = tonumber(ARGV[3])
+if decay == nil or not (decay > 0 and decay <= 1) then fail('decay must be in (0, 1]') end
+local retention = whole(ARGV[4], 1, 2^40, 'retention')
+local count = whole(ARGV[5], 1, 2^31, 'group count')
+if #ARGV ~= HEAD + PER_GROUP * count then fail('expected ' .. count .. ' groups') end
+
+local pids, succ, trials, tokens, zerovar = {}, {}, {}, {}, {}
+for g = 1, count do
+  local base = HEAD + PER_GROUP * (g - 1)
+  pids[g] = ARGV[base + 1]
+  local t = whole(ARGV[base + 3], 1, MAX_COUNT, 'trials')
+  succ[g] = whole(ARGV[base + 2], 0, t, 'successes')
+  trials[g] = t
+  local m = ARGV[base + 4]
+  if m == '' then
+    tokens[g] = false
+  else
+    m = tonumber(m)
+    if m == nil or not (m >= 0 and m < math.huge) then fail('mean tokens must be finite and >= 0') end
+    tokens[g] = m
+  end
+  local z = ARGV[base + 5]
+  if z ~= '0' and z ~= '1' then fail('zero_variance must be 0 or 1') end
+  zerovar[g] = (z == '1')
+end
+
+-- 2. The run must exist; a report id seen within the retention window is a duplicate.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('KRL_RUN_NOT_FOUND')
+end
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - retention))
+if redis.call('ZSCORE', KEYS[5], report_id) then
+  redis.call('HINCRBY', KEYS[2], 'duplicate_reports', 1)
+  return {0, 1}
+end
+
+-- 3. Read every touched record once, compute the new ones (errors still write nothing).
+local unique, current = {}, {}
+for g = 1, count do
+  if current[pids[g]] == nil then
+    current[pids[g]] = false
+    unique[#unique + 1] = pids[g]
+  end
+end
+for first = 1, #unique, CHUNK do
+  local last = math.min(first + CHUNK - 1, #unique)
+  local values = redis.call('HMGET', KEYS[3], unpack(unique, first, last))
+  for i = first, last do
+    current[unique[i]] = values[i - first + 1]
+  end
+end
+
+local EMPTY = struct.pack(RECORD, 0, 0, 0, 0, 0, 0, 0, -1, -1)
+
+local function apply(raw, s, t, m)
+  local rs, rt, ring, tt, bs, bf, mean, bstep, last = struct.unpack(RECORD, raw)
+  rs = rs + s
+  rt = rt + t
+
+  local bits, place = 0, 1
+  for j = 0, math.min(t, RING_BITS) - 1 do
+    if math.floor((j + 1) * s / t) > math.floor(j * s / t) then bits = bits + place end
+    place = place * 2
+  end
+  if t >= RING_BITS then
+    ring = bits
+  else
+    ring = (ring % 2 ^ (RING_BITS - t)) * 2 ^ t + bits
+  end
+
+  if step > bstep then
+    local factor = decay ^ (step - bstep)
+    bs = bs * factor
+    bf = bf * factor
+    bstep = step
+  end
+  local weight = decay ^ (bstep - step)
+  bs = bs + s * weight
+  bf = bf + (t - s) * weight
+
+  if m then
+    if tt == 0 then
+      mean = m
+    else
+      mean = (mean * tt + m * t) / (tt + t)
+    end
+    tt = tt + t
+  end
+
+  if rs > MAX_COUNTER or rt > MAX_COUNTER or tt > MAX_COUNTER then
+    error({err = 'KRL_OVERFLOW cumulative trials exceed 2^48 - 1'})
+  end
+  if step > last then last = step end
+  return struct.pack(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last)
+end
+
+local totals = {rollouts = 0, groups = 0, successes = 0, effective_rollouts = 0,
+  all_success_groups = 0, all_failure_groups = 0, zero_variance_groups = 0,
+  all_success_rollouts = 0, all_failure_rollouts = 0}
+for g = 1, count do
+  local s, t, pid = succ[g], trials[g], pids[g]
+  current[pid] = apply(current[pid] or EMPTY, s, t, tokens[g])
+  totals.rollouts = totals.rollouts + t
+  totals.groups = totals.groups + 1
+  totals.successes = totals.successes + s
+  if s > 0 and s < t then totals.effective_rollouts = totals.effective_rollouts + t end
+  if s == t then
+    totals.all_success_groups = totals.all_success_groups + 1
+    totals.all_success_rollouts = totals.all_success_rollouts + t
+  end
+  if s == 0 then
+    totals.all_failure_groups = totals.all_failure_groups + 1
+    totals.all_failure_rollouts = totals.all_failure_rollouts + t
+  end
+  if zerovar[g] then totals.zero_variance_groups = totals.zero_variance_groups + 1 end
+end
+
+-- 4. Write: records, step summary, counters, report id.
+for first = 1, #unique, CHUNK do
+  local args = {}
+  for i = first, math.min(first + CHUNK - 1, #unique) do
+    args[#args + 1] = unique[i]
+    args[#args + 1] = current[unique[i]]
+  end
+  redis.call('HSET', KEYS[3], unpack(args))
+end
+for field, value in pairs(totals) do
+  if value ~= 0 then redis.call('HINCRBY', KEYS[6], field, int(value)) end
+end
+redis.call('ZADD', KEYS[4], int(step), int(step))
+redis.call('HINCRBY', KEYS[2], 'reports', 1)
+redis.call('HINCRBY', KEYS[2], 'results', int(count))
+redis.call('HINCRBY', KEYS[2], 'rollouts', int(totals.rollouts))
+redis.call('HINCRBY', KEYS[2], 'successes', int(totals.successes))
+local last_step = tonumber(redis.call('HGET', KEYS[2], 'last_step'))
+if last_step == nil or step > last_step then
+  redis.call('HSET', KEYS[2], 'last_step', int(step))
+end
+redis.call('ZADD', KEYS[5], now, report_id)
+-- The step's totals after this report, for the service's per-run gauges.
+local step_totals = redis.call('HMGET', KEYS[6], 'rollouts', 'groups', 'effective_rollouts',
+  'all_success_groups', 'all_failure_groups')
+local reply = {count, 0}
+for i = 1, #step_totals do reply[#reply + 1] = tonumber(step_totals[i] or '0') end
+return reply

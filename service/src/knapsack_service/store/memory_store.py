@@ -1,0 +1,188 @@
+"""The embedded store: one process, no Redis (used when KRL_REDIS_URL is unset).
+
+Records are kept packed exactly as in Redis and updated by `records.py`, so a run
+behaves the same in both stores, down to the float32 rounding of its Beta evidence.
+A `threading.Lock` (not an asyncio one) guards the state: no critical section awaits,
+and the store stays correct when called from several event loops or threads (a
+`TestClient` runs the app in its own thread).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from knapsack_service.store.base import (
+    STEP_TOTAL_FIELDS,
+    ApplyResult,
+    PromptBatch,
+    ReportToApply,
+)
+from knapsack_service.store.errors import RunNotFound, StoreError
+from knapsack_service.store.records import (
+    EMPTY_RECORD_BYTES,
+    allocation_increments,
+    apply_groups_to_records,
+    decode_records,
+    summarise_groups,
+    summary_from_fields,
+)
+from knapsack_service.store.redis_store import REPORT_ID_RETENTION_SECONDS
+
+
+@dataclass
+class _Run:
+    settings: str
+    counters: Counter[str] = field(default_factory=Counter)
+    last_step: int | None = None
+    records: dict[str, bytes] = field(default_factory=dict)
+    steps: dict[int, Counter[str]] = field(default_factory=dict)
+    report_ids: dict[str, float] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """`Store` kept in this process's memory; lost when the process exits."""
+
+    def __init__(self, report_id_retention_seconds: int = REPORT_ID_RETENTION_SECONDS) -> None:
+        """Create an empty store.
+
+        Args:
+            report_id_retention_seconds: How long report ids are kept for dedup.
+
+        """
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+        self._retention = report_id_retention_seconds
+
+    def _run(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    async def ping(self) -> None:
+        """Always answers: memory is always there."""
+
+    async def close(self) -> None:
+        """Nothing to release (the data stays until the store is dropped)."""
+
+    async def put_settings(self, run_id: str, settings_json: str) -> bool:
+        """Create or replace a run's settings; True if the run was created."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                self._runs[run_id] = _Run(settings=settings_json)
+                return True
+            run.settings = settings_json
+            return False
+
+    async def get_settings(self, run_id: str) -> str | None:
+        """The run's settings JSON, or None."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            return None if run is None else run.settings
+
+    async def read_batch(
+        self, run_id: str, prompt_ids: Sequence[str]
+    ) -> tuple[str | None, PromptBatch]:
+        """Settings and the records of `prompt_ids` (unseen ids read as empty)."""
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                blob = EMPTY_RECORD_BYTES * len(prompt_ids)
+                return None, decode_records(blob)
+            records = run.records
+            blob = b"".join([records.get(pid, EMPTY_RECORD_BYTES) for pid in prompt_ids])
+            return run.settings, decode_records(blob)
+
+    async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
+        """Apply a report all or nothing, once per report id."""
+        with self._lock:
+            run = self._run(run_id)
+            now = time.time()
+            horizon = now - self._retention
+            run.report_ids = {rid: t for rid, t in run.report_ids.items() if t >= horizon}
+            if report.report_id in run.report_ids:
+                run.counters["duplicate_reports"] += 1
+                return ApplyResult(accepted=0, duplicate=True)
+            # Compute everything first: an error leaves the run untouched.
+            try:
+                updated = apply_groups_to_records(
+                    run.records, report.groups, report.step, report.decay
+                )
+            except OverflowError as error:
+                raise StoreError(str(error)) from error
+            totals = summarise_groups(report.groups)
+
+            run.records.update(updated)
+            summary = run.steps.setdefault(report.step, Counter())
+            summary.update({name: value for name, value in totals.items() if value})
+            run.counters["reports"] += 1
+            run.counters["results"] += len(report.groups)
+            run.counters["rollouts"] += totals["rollouts"]
+            run.counters["successes"] += totals["successes"]
+            if run.last_step is None or report.step > run.last_step:
+                run.last_step = report.step
+            run.report_ids[report.report_id] = now
+            step_totals = {name: int(summary.get(name, 0)) for name in STEP_TOTAL_FIELDS}
+            return ApplyResult(
+                accepted=len(report.groups), duplicate=False, step_totals=step_totals
+            )
+
+    async def record_allocation(
+        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+    ) -> None:
+        """Count an allocation in the step's budget histogram and difficulty bands."""
+        increments = allocation_increments(n, p_hat)
+        with self._lock:
+            run = self._run(run_id)
+            run.counters["allocations"] += 1
+            run.steps.setdefault(int(step), Counter()).update(increments)
+
+    async def read_counters(self, run_id: str) -> dict[str, int | None]:
+        """The run's counters; raises `RunNotFound` for a missing run."""
+        with self._lock:
+            run = self._run(run_id)
+            counters: dict[str, int | None] = {
+                name: run.counters[name]
+                for name in (
+                    "reports",
+                    "duplicate_reports",
+                    "results",
+                    "rollouts",
+                    "successes",
+                    "allocations",
+                )
+            }
+            counters["prompts"] = len(run.records)
+            counters["last_step"] = run.last_step
+            return counters
+
+    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
+        """Per-step summaries (the last `last` steps, or all), ascending step."""
+        if last is not None and last < 0:
+            raise ValueError("last must be non-negative")
+        with self._lock:
+            run = self._run(run_id)
+            steps = sorted(run.steps)
+            if last is not None:
+                steps = steps[len(steps) - last :] if last else []
+            return [summary_from_fields(step, run.steps[step]) for step in steps]
+
+    async def delete_run(self, run_id: str) -> bool:
+        """Forget the run; True if it existed."""
+        with self._lock:
+            return self._runs.pop(run_id, None) is not None
+
+    async def list_runs(self) -> list[str]:
+        """Ids of every run created and not deleted, sorted."""
+        with self._lock:
+            return sorted(self._runs)
+
+
+__all__ = ["MemoryStore"]

@@ -1,0 +1,442 @@
+"""Per-prompt records: the packed binary layout and the arithmetic of applying a group.
+
+This module is the reference semantics. The memory store calls it directly; the Redis
+store runs `lua/apply_report.lua`, which repeats the same operations in the same order
+on IEEE doubles (Lua 5.1 numbers) and rounds to float32 at the same points, so both
+stores produce byte-identical records (tests/store check it).
+
+Record layout, little endian, 44 bytes (Lua `struct` format `<I6I6I6I6fffi4i4`):
+
+| offset | field          | type    | meaning                                              |
+| ------ | -------------- | ------- | ---------------------------------------------------- |
+| 0      | successes      | uint48  | cumulative successes, never decayed                  |
+| 6      | trials         | uint48  | cumulative trials                                    |
+| 12     | ring           | uint48  | last 48 outcomes, newest in bit 0, 1 = success       |
+| 18     | token_trials   | uint48  | trials of the reports that carried response tokens   |
+| 24     | beta_successes | float32 | Beta evidence for success, decayed to beta_step      |
+| 28     | beta_failures  | float32 | Beta evidence for failure, decayed to beta_step      |
+| 32     | mean_tokens    | float32 | trial-weighted mean response tokens (0 if unknown)   |
+| 36     | beta_step      | int32   | step the Beta evidence is decayed to, -1 = never     |
+| 40     | last_step      | int32   | largest reported step, -1 = never                    |
+
+Why 44 bytes: with a 4-byte sds header and terminator the value takes jemalloc's
+48-byte size class, which keeps a tracked prompt near 120 bytes of Redis memory
+(dict entry, field, value, bucket) against the 150-byte target. 48-bit counters
+hold 2.8e14 trials; the window estimator needs at most 48 outcomes (`WindowEstimator`
+allows `window <= 48`); float32 keeps Beta evidence and token means to 7 digits,
+far below the noise of a success-rate estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from knapsack_service.store.base import GroupOutcome, PromptBatch
+
+#: Outcomes kept per prompt (the largest window the wire model allows).
+RING_BITS = 48
+#: Largest value of a 48-bit counter.
+MAX_COUNTER = 2**48 - 1
+#: `struct` format of a record, identical in Python and in the Lua scripts.
+RECORD_FORMAT = "<6s6s6s6sfffii"
+RECORD_SIZE = 44
+
+#: numpy view of a packed record; 48-bit counters are read as 6 raw bytes.
+RECORD_DTYPE = np.dtype(
+    [
+        ("successes", "u1", (6,)),
+        ("trials", "u1", (6,)),
+        ("ring", "u1", (6,)),
+        ("token_trials", "u1", (6,)),
+        ("beta_successes", "<f4"),
+        ("beta_failures", "<f4"),
+        ("mean_tokens", "<f4"),
+        ("beta_step", "<i4"),
+        ("last_step", "<i4"),
+    ]
+)
+assert RECORD_DTYPE.itemsize == RECORD_SIZE == struct.calcsize(RECORD_FORMAT)
+
+#: Budget histogram buckets by group size n: (label, largest n in the bucket).
+BUDGET_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("0", 0),
+    ("1", 1),
+    ("2", 2),
+    ("3-4", 4),
+    ("5-8", 8),
+    ("9-16", 16),
+    ("17-32", 32),
+    ("33-64", 64),
+    ("65-128", 128),
+    ("129+", None),
+)
+#: Difficulty bands by estimated success rate p_hat (NaN = unseen). The exact
+#: 0 and 1 bands are the prompts GRPO learns nothing from (paper, Fig. 2).
+DIFFICULTY_BANDS: tuple[str, ...] = (
+    "unseen",
+    "0",
+    "(0,0.2]",
+    "(0.2,0.4]",
+    "(0.4,0.6]",
+    "(0.6,0.8]",
+    "(0.8,1)",
+    "1",
+)
+_BUDGET_UPPER = np.array([upper for _, upper in BUDGET_BUCKETS[:-1]], dtype=np.int64)
+_DIFFICULTY_EDGES = np.array([0.2, 0.4, 0.6, 0.8], dtype=np.float64)
+
+#: Per-step counters that reports increment (all keys of a summary dict besides the
+#: histograms); `allocated_*` and `allocations` come from `record_allocation`.
+REPORT_SUMMARY_FIELDS: tuple[str, ...] = (
+    "rollouts",
+    "groups",
+    "successes",
+    "effective_rollouts",
+    "all_success_groups",
+    "all_failure_groups",
+    "zero_variance_groups",
+    "all_success_rollouts",
+    "all_failure_rollouts",
+)
+ALLOCATION_SUMMARY_FIELDS: tuple[str, ...] = (
+    "allocations",
+    "allocated_rollouts",
+    "allocated_prompts",
+)
+#: Hash-field prefixes of the histograms in a step summary.
+BUDGET_PREFIX = "h:"
+DIFFICULTY_PROMPTS_PREFIX = "dp:"
+DIFFICULTY_ROLLOUTS_PREFIX = "dr:"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRecord:
+    """One prompt's statistics; floats are always float32-representable."""
+
+    successes: int = 0
+    trials: int = 0
+    ring: int = 0
+    token_trials: int = 0
+    beta_successes: float = 0.0
+    beta_failures: float = 0.0
+    mean_tokens: float = 0.0
+    beta_step: int = -1
+    last_step: int = -1
+
+
+EMPTY_RECORD = PromptRecord()
+
+
+def round_to_float32(x: float) -> float:
+    """Round a double to the nearest float32 exactly as C's `(float)x` does.
+
+    Lua's `struct.pack('f', x)` is that C cast; Python's `struct.pack('<f')` does the
+    same cast but raises where the result overflows to infinity, which the cast does
+    not.
+    """
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def _power(base: float, exponent: int) -> float:
+    # Lua's `^` is C pow(). Python's float ** int calls the same pow() but raises on
+    # ERANGE; an underflow to a subnormal is 0 after the float32 rounding anyway.
+    try:
+        return base ** float(exponent)
+    except OverflowError:
+        return 0.0
+
+
+def group_bits(successes: int, trials: int) -> int:
+    """Outcome bits of one group, successes spread evenly, newest in bit 0.
+
+    Bit j (0 <= j < min(trials, 48)) is 1 iff floor((j+1)s/t) > floor(js/t): every
+    prefix of the group holds its fair share of successes, so a window cutting
+    through a group sees the group's rate, not an artefact of ordering.
+    """
+    bits = 0
+    for j in range(min(trials, RING_BITS)):
+        if (j + 1) * successes // trials > j * successes // trials:
+            bits |= 1 << j
+    return bits
+
+
+def apply_group(
+    record: PromptRecord,
+    successes: int,
+    trials: int,
+    mean_tokens: float | None,
+    step: int,
+    decay: float,
+) -> PromptRecord:
+    """Apply one group to a record (the reference for `lua/apply_report.lua`).
+
+    Raises:
+        OverflowError: A 48-bit counter would overflow.
+
+    """
+    new_successes = record.successes + successes
+    new_trials = record.trials + trials
+
+    bits = group_bits(successes, trials)
+    if trials >= RING_BITS:
+        ring = bits
+    else:
+        ring = ((record.ring % (1 << (RING_BITS - trials))) << trials) + bits
+
+    # Beta evidence: decay what exists up to the newest step; a late report (step
+    # older than beta_step) counts decayed, never amplified.
+    beta_s, beta_f, beta_step = record.beta_successes, record.beta_failures, record.beta_step
+    if step > beta_step:
+        factor = _power(decay, step - beta_step)
+        beta_s = beta_s * factor
+        beta_f = beta_f * factor
+        beta_step = step
+    weight = _power(decay, beta_step - step)
+    beta_s = beta_s + successes * weight
+    beta_f = beta_f + (trials - successes) * weight
+
+    token_trials, mean = record.token_trials, record.mean_tokens
+    if mean_tokens is not None:
+        if token_trials == 0:
+            mean = mean_tokens
+        else:
+            mean = (mean * token_trials + mean_tokens * trials) / (token_trials + trials)
+        token_trials = token_trials + trials
+
+    if max(new_successes, new_trials, token_trials) > MAX_COUNTER:
+        raise OverflowError("a prompt's cumulative trials exceed 2**48 - 1")
+    return PromptRecord(
+        successes=new_successes,
+        trials=new_trials,
+        ring=ring,
+        token_trials=token_trials,
+        beta_successes=round_to_float32(beta_s),
+        beta_failures=round_to_float32(beta_f),
+        mean_tokens=round_to_float32(mean),
+        beta_step=beta_step,
+        last_step=max(record.last_step, step),
+    )
+
+
+def _u48(value: int) -> bytes:
+    return value.to_bytes(6, "little")
+
+
+def encode_record(record: PromptRecord) -> bytes:
+    """Pack a record into its 44-byte layout."""
+    return struct.pack(
+        RECORD_FORMAT,
+        _u48(record.successes),
+        _u48(record.trials),
+        _u48(record.ring),
+        _u48(record.token_trials),
+        record.beta_successes,
+        record.beta_failures,
+        record.mean_tokens,
+        record.beta_step,
+        record.last_step,
+    )
+
+
+def decode_record(raw: bytes) -> PromptRecord:
+    """Unpack one 44-byte record."""
+    s, t, ring, tt, beta_s, beta_f, mean, beta_step, last_step = struct.unpack(RECORD_FORMAT, raw)
+    return PromptRecord(
+        successes=int.from_bytes(s, "little"),
+        trials=int.from_bytes(t, "little"),
+        ring=int.from_bytes(ring, "little"),
+        token_trials=int.from_bytes(tt, "little"),
+        beta_successes=beta_s,
+        beta_failures=beta_f,
+        mean_tokens=mean,
+        beta_step=beta_step,
+        last_step=last_step,
+    )
+
+
+EMPTY_RECORD_BYTES = encode_record(EMPTY_RECORD)
+
+
+def _column_u48(column: np.ndarray) -> np.ndarray:
+    wide = np.zeros((column.shape[0], 8), dtype=np.uint8)
+    wide[:, :6] = column
+    return wide.view("<u8").reshape(-1).astype(np.int64)
+
+
+def decode_records(blob: bytes) -> PromptBatch:
+    """Decode concatenated records (`EMPTY_RECORD_BYTES` for unseen prompts) at once.
+
+    Raises:
+        ValueError: The blob is not a whole number of records.
+
+    """
+    if len(blob) % RECORD_SIZE:
+        raise ValueError(f"record blob of {len(blob)} bytes is not a multiple of {RECORD_SIZE}")
+    packed = np.frombuffer(blob, dtype=RECORD_DTYPE)
+    token_trials = _column_u48(packed["token_trials"])
+    last_step = packed["last_step"].astype(np.int64)
+    return PromptBatch(
+        successes=_column_u48(packed["successes"]),
+        trials=_column_u48(packed["trials"]),
+        ring=_column_u48(packed["ring"]),
+        beta_successes=packed["beta_successes"].astype(np.float64),
+        beta_failures=packed["beta_failures"].astype(np.float64),
+        beta_step=packed["beta_step"].astype(np.int64),
+        last_step=last_step,
+        mean_tokens=np.where(token_trials > 0, packed["mean_tokens"].astype(np.float64), np.nan),
+        seen=last_step >= 0,
+    )
+
+
+def summarise_groups(groups: Iterable[GroupOutcome]) -> dict[str, int]:
+    """Per-step summary increments of a report's groups (zero counters included)."""
+    totals = dict.fromkeys(REPORT_SUMMARY_FIELDS, 0)
+    for group in groups:
+        s, t = group.successes, group.trials
+        totals["rollouts"] += t
+        totals["groups"] += 1
+        totals["successes"] += s
+        if 0 < s < t:
+            totals["effective_rollouts"] += t
+        if s == t:
+            totals["all_success_groups"] += 1
+            totals["all_success_rollouts"] += t
+        if s == 0:
+            totals["all_failure_groups"] += 1
+            totals["all_failure_rollouts"] += t
+        if group.zero_variance:
+            totals["zero_variance_groups"] += 1
+    return totals
+
+
+def allocation_increments(n: np.ndarray, p_hat: np.ndarray) -> dict[str, int]:
+    """Step-summary hash increments of one allocation (only non-zero entries).
+
+    Args:
+        n: Group size per prompt, shape (prompts,), non-negative integers.
+        p_hat: Estimated success rate per prompt, shape (prompts,), NaN = unseen.
+
+    Raises:
+        ValueError: Shapes differ or a group size is negative.
+
+    """
+    n = np.asarray(n)
+    p_hat = np.asarray(p_hat, dtype=np.float64)
+    if n.ndim != 1 or n.shape != p_hat.shape:
+        raise ValueError(f"n {n.shape} and p_hat {p_hat.shape} must be equal 1-d shapes")
+    if (
+        n.size
+        and not np.issubdtype(n.dtype, np.integer)
+        and not (np.all(np.isfinite(n)) and np.all(n == np.floor(n)))
+    ):
+        raise ValueError("n must hold whole numbers")
+    n = n.astype(np.int64)
+    if n.size and n.min() < 0:
+        raise ValueError("n must be non-negative")
+
+    increments = {
+        "allocations": 1,
+        "allocated_rollouts": int(n.sum()),
+        "allocated_prompts": int(n.size),
+    }
+    budget = np.bincount(
+        np.searchsorted(_BUDGET_UPPER, n, side="left"), minlength=len(BUDGET_BUCKETS)
+    )
+    for (label, _), count in zip(BUDGET_BUCKETS, budget.tolist(), strict=True):
+        if count:
+            increments[BUDGET_PREFIX + label] = count
+
+    unseen = np.isnan(p_hat)
+    rate = np.where(unseen, 0.5, p_hat)
+    band = np.where(
+        unseen,
+        0,
+        np.where(
+            rate <= 0.0, 1, np.where(rate >= 1.0, 7, 2 + np.searchsorted(_DIFFICULTY_EDGES, rate))
+        ),
+    )
+    prompts = np.bincount(band, minlength=len(DIFFICULTY_BANDS))
+    rollouts = np.bincount(band, weights=n, minlength=len(DIFFICULTY_BANDS))
+    for label, count, total in zip(
+        DIFFICULTY_BANDS, prompts.tolist(), rollouts.tolist(), strict=True
+    ):
+        if count:
+            increments[DIFFICULTY_PROMPTS_PREFIX + label] = count
+            increments[DIFFICULTY_ROLLOUTS_PREFIX + label] = int(total)
+    return increments
+
+
+def summary_from_fields(step: int, fields: Mapping[str, int]) -> dict:
+    """Turn a step's flat counter hash into a dict keyed like `StepSummary`."""
+    summary: dict = {"step": step}
+    for name in (*REPORT_SUMMARY_FIELDS, *ALLOCATION_SUMMARY_FIELDS):
+        summary[name] = int(fields.get(name, 0))
+    summary["budget_histogram"] = {
+        label: int(fields[BUDGET_PREFIX + label])
+        for label, _ in BUDGET_BUCKETS
+        if BUDGET_PREFIX + label in fields
+    }
+    summary["difficulty_buckets"] = {
+        label: {
+            "prompts": int(fields[DIFFICULTY_PROMPTS_PREFIX + label]),
+            "rollouts": int(fields.get(DIFFICULTY_ROLLOUTS_PREFIX + label, 0)),
+        }
+        for label in DIFFICULTY_BANDS
+        if DIFFICULTY_PROMPTS_PREFIX + label in fields
+    }
+    return summary
+
+
+def apply_groups_to_records(
+    records: Mapping[str, bytes], groups: Sequence[GroupOutcome], step: int, decay: float
+) -> dict[str, bytes]:
+    """Apply groups in order; return the new packed record of every touched prompt.
+
+    Nothing is returned (and nothing should be written) if any group fails.
+    """
+    updated: dict[str, bytes] = {}
+    for group in groups:
+        raw = updated.get(group.prompt_id) or records.get(group.prompt_id) or EMPTY_RECORD_BYTES
+        record = apply_group(
+            decode_record(raw),
+            group.successes,
+            group.trials,
+            group.mean_response_tokens,
+            step,
+            decay,
+        )
+        updated[group.prompt_id] = encode_record(record)
+    return updated
+
+
+__all__ = [
+    "BUDGET_BUCKETS",
+    "DIFFICULTY_BANDS",
+    "EMPTY_RECORD",
+    "EMPTY_RECORD_BYTES",
+    "MAX_COUNTER",
+    "RECORD_DTYPE",
+    "RECORD_FORMAT",
+    "RECORD_SIZE",
+    "REPORT_SUMMARY_FIELDS",
+    "RING_BITS",
+    "PromptRecord",
+    "allocation_increments",
+    "apply_group",
+    "apply_groups_to_records",
+    "decode_record",
+    "decode_records",
+    "encode_record",
+    "group_bits",
+    "round_to_float32",
+    "summarise_groups",
+    "summary_from_fields",
+]

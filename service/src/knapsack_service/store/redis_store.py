@@ -1,0 +1,327 @@
+"""The production store: Redis (standalone, or a Redis Cluster client passed in).
+
+Layout of one run (every key carries the run's hash tag, see `keys.py`):
+
+| key                  | type       | content                                          |
+| -------------------- | ---------- | ------------------------------------------------ |
+| `krl:{r}:cfg`        | string     | settings JSON; its presence means the run exists |
+| `krl:{r}:meta`       | hash       | run counters                                     |
+| `krl:{r}:p`          | hash       | prompt id -> 44-byte record (`records.py`)       |
+| `krl:{r}:steps`      | sorted set | steps with a summary, score = step               |
+| `krl:{r}:s:<step>`   | hash       | per-step summary counters                        |
+| `krl:{r}:rids`       | sorted set | applied report ids, score = unix seconds         |
+| `krl:runs`           | set        | every run id (outside the runs' slots)           |
+
+Every read of a batch is one script call (one round trip); every report is one
+script, applied all or nothing and deduplicated by report id inside the script, so a
+retry by anyone (client, service, redis-py) can never apply it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+from importlib import resources
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from knapsack_service.store.base import (
+    STEP_TOTAL_FIELDS,
+    ApplyResult,
+    PromptBatch,
+    ReportToApply,
+)
+from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
+from knapsack_service.store.keys import RUNS_KEY, RunKeys
+from knapsack_service.store.records import (
+    allocation_increments,
+    decode_records,
+    summary_from_fields,
+)
+
+#: Socket connect and read timeout in seconds (the service passes KRL_REDIS_TIMEOUT).
+DEFAULT_TIMEOUT = 0.5
+#: How long a report id is remembered for deduplication.
+REPORT_ID_RETENTION_SECONDS = 7 * 24 * 3600
+
+_RUN_NOT_FOUND = "KRL_RUN_NOT_FOUND"
+_COUNTER_FIELDS = (
+    "reports",
+    "duplicate_reports",
+    "results",
+    "rollouts",
+    "successes",
+    "allocations",
+)
+_UNAVAILABLE = (
+    rex.ConnectionError,  # includes BusyLoadingError (LOADING) and MaxConnectionsError
+    rex.TimeoutError,
+    rex.ClusterError,  # includes ClusterDownError, MasterDownError
+    rex.RedisClusterException,
+    rex.TryAgainError,
+    rex.ReadOnlyError,  # a replica answering after a failover
+    rex.OutOfMemoryError,  # maxmemory reached: writes refused until memory is freed
+    asyncio.TimeoutError,
+    OSError,
+)
+
+
+def translate_redis_error(error: BaseException, run_id: str | None = None) -> StoreError:
+    """Map a redis-py (or socket) error onto the store's exception tree.
+
+    This is the only place that knows redis-py's exceptions.
+    """
+    if isinstance(error, rex.ResponseError) and str(error).startswith(_RUN_NOT_FOUND):
+        return RunNotFound(run_id or "")
+    if isinstance(error, _UNAVAILABLE):
+        return StoreUnavailable(f"redis unavailable: {type(error).__name__}: {error}")
+    if isinstance(error, rex.ResponseError) and str(error).startswith("BUSY"):
+        # A script or module command is running past lua-time-limit.
+        return StoreUnavailable(f"redis busy: {error}")
+    return StoreError(f"redis error: {type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def _translated(run_id: str | None = None) -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except (rex.RedisError, asyncio.TimeoutError, OSError) as error:
+        raise translate_redis_error(error, run_id) from error
+
+
+def _load_script(name: str) -> str:
+    return resources.files("knapsack_service.store").joinpath("lua", name).read_text("utf-8")
+
+
+def _encode(text: str) -> bytes:
+    # Ids arrive from JSON, which can carry lone surrogates; keep them byte-exact.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def _decodes_responses(client: aioredis.Redis | aioredis.RedisCluster) -> bool:
+    try:
+        return bool(client.get_encoder().decode_responses)
+    except AttributeError:
+        return bool(client.connection_pool.connection_kwargs.get("decode_responses", False))
+
+
+def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
+    """A `redis.asyncio.Redis` configured for the store.
+
+    Timeouts bound every connect and every reply, so an outage surfaces as
+    `StoreUnavailable` within about `timeout` instead of hanging a request. One retry
+    on a connection error (not on a timeout) lets the first command after a Redis
+    restart go through on a fresh connection; redis-py drops a broken connection from
+    its pool and reconnects on the next command by itself, so no new client is
+    needed once Redis is back.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(
+            ExponentialBackoff(cap=min(timeout, 0.05), base=0.01),
+            retries=1,
+            supported_errors=(rex.ConnectionError,),
+        ),
+        decode_responses=False,
+    )
+
+
+class RedisStore:
+    """`Store` backed by Redis; safe for any number of service processes."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        close_client: bool = True,
+        report_id_retention_seconds: int = REPORT_ID_RETENTION_SECONDS,
+    ) -> None:
+        """Wrap an existing client (decode_responses must be off: records are binary).
+
+        Args:
+            client: A `redis.asyncio.Redis` or `redis.asyncio.RedisCluster`.
+            close_client: Close the client in `close()`.
+            report_id_retention_seconds: How long report ids are kept for dedup.
+
+        """
+        if _decodes_responses(client):
+            raise ValueError("the store needs a client with decode_responses=False")
+        self._client = client
+        self._close_client = close_client
+        self._retention = int(report_id_retention_seconds)
+        # register_script once: the AsyncScript runs EVALSHA and reloads the script
+        # on NoScriptError (after a Redis restart or failover).
+        self._apply_script = client.register_script(_load_script("apply_report.lua"))
+        self._read_script = client.register_script(_load_script("read_batch.lua"))
+        self._allocation_script = client.register_script(_load_script("record_allocation.lua"))
+        self._summary_script = client.register_script(_load_script("read_summary.lua"))
+        self._delete_script = client.register_script(_load_script("delete_run.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> RedisStore:
+        """A store on a new client for `url` (closed by `close()`)."""
+        return cls(build_client(url, timeout), close_client=True)
+
+    @property
+    def client(self) -> aioredis.Redis | aioredis.RedisCluster:
+        """The underlying redis-py client."""
+        return self._client
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless Redis answers PING."""
+        with _translated():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the client if this store owns it."""
+        if self._close_client:
+            with contextlib.suppress(rex.RedisError, OSError):
+                await self._client.aclose()
+
+    async def put_settings(self, run_id: str, settings_json: str) -> bool:
+        """Create or replace a run's settings; True if the run was created."""
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(keys.settings, settings_json.encode("utf-8"), get=True)
+                pipe.sadd(RUNS_KEY, _encode(run_id))
+                previous, _ = await pipe.execute()
+        return previous is None
+
+    async def get_settings(self, run_id: str) -> str | None:
+        """The run's settings JSON, or None."""
+        with _translated(run_id):
+            raw = await self._client.get(RunKeys(run_id).settings)
+        return None if raw is None else raw.decode("utf-8")
+
+    async def read_batch(
+        self, run_id: str, prompt_ids: Sequence[str]
+    ) -> tuple[str | None, PromptBatch]:
+        """Settings and the records of `prompt_ids` in one script call."""
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            exists, settings, blob = await self._read_script(
+                keys=[keys.settings, keys.prompts], args=[_encode(p) for p in prompt_ids]
+            )
+        batch = decode_records(blob)
+        if len(batch) != len(prompt_ids):
+            raise StoreError(f"read {len(batch)} records for {len(prompt_ids)} prompt ids")
+        return (settings.decode("utf-8") if exists else None), batch
+
+    async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
+        """Apply a report atomically and exactly once (see `lua/apply_report.lua`)."""
+        keys = RunKeys(run_id)
+        args: list[bytes | str] = [
+            _encode(report.report_id),
+            str(int(report.step)),
+            repr(float(report.decay)),
+            str(self._retention),
+            str(len(report.groups)),
+        ]
+        for group in report.groups:
+            tokens = group.mean_response_tokens
+            args += [
+                _encode(group.prompt_id),
+                str(int(group.successes)),
+                str(int(group.trials)),
+                "" if tokens is None else repr(float(tokens)),
+                "1" if group.zero_variance else "0",
+            ]
+        with _translated(run_id):
+            reply = await self._apply_script(
+                keys=[*keys.fixed(), keys.summary(report.step)], args=args
+            )
+        accepted, duplicate, *totals = reply
+        step_totals = (
+            dict(zip(STEP_TOTAL_FIELDS, map(int, totals), strict=True)) if totals else None
+        )
+        return ApplyResult(
+            accepted=int(accepted), duplicate=bool(duplicate), step_totals=step_totals
+        )
+
+    async def record_allocation(
+        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+    ) -> None:
+        """Count an allocation in the step's budget histogram and difficulty bands."""
+        keys = RunKeys(run_id)
+        increments = allocation_increments(n, p_hat)
+        args: list[str] = [str(int(step))]
+        for field, value in increments.items():
+            args += [field, str(value)]
+        with _translated(run_id):
+            await self._allocation_script(
+                keys=[keys.settings, keys.meta, keys.steps, keys.summary(step)], args=args
+            )
+
+    async def read_counters(self, run_id: str) -> dict[str, int | None]:
+        """The run's counters; raises `RunNotFound` for a missing run."""
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.settings)
+                pipe.hgetall(keys.meta)
+                pipe.hlen(keys.prompts)
+                exists, meta, prompts = await pipe.execute()
+        if not exists:
+            raise RunNotFound(run_id)
+        fields = {key.decode(): int(value) for key, value in meta.items()}
+        counters: dict[str, int | None] = {name: fields.get(name, 0) for name in _COUNTER_FIELDS}
+        counters["prompts"] = int(prompts)
+        counters["last_step"] = fields.get("last_step")
+        return counters
+
+    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
+        """Per-step summaries (the last `last` steps, or all), ascending step."""
+        if last is not None and last < 0:
+            raise ValueError("last must be non-negative")
+        if last == 0:
+            # Still answer RunNotFound for a missing run.
+            if await self.get_settings(run_id) is None:
+                raise RunNotFound(run_id)
+            return []
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            flat = await self._summary_script(
+                keys=[keys.settings, keys.steps], args=[keys.summary_prefix, last or 0]
+            )
+        summaries = []
+        for step, pairs in zip(flat[::2], flat[1::2], strict=True):
+            fields = {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+            summaries.append(summary_from_fields(int(step), fields))
+        return summaries
+
+    async def delete_run(self, run_id: str) -> bool:
+        """Remove every key of the run (and only those); True if anything existed."""
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            removed = await self._delete_script(keys=list(keys.fixed()), args=[keys.summary_prefix])
+            listed = await self._client.srem(RUNS_KEY, _encode(run_id))
+        return bool(removed) or bool(listed)
+
+    async def list_runs(self) -> list[str]:
+        """Ids of every run created and not deleted, sorted."""
+        with _translated():
+            members = await self._client.smembers(RUNS_KEY)
+        return sorted(_decode(member) for member in members)
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "REPORT_ID_RETENTION_SECONDS",
+    "RedisStore",
+    "build_client",
+    "translate_redis_error",
+]

@@ -1,0 +1,129 @@
+"""The simulator's pieces that need no service: GRPO signal, update, batches, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from knapsack_trainer.sim import metrics
+from knapsack_trainer.sim.dataset import PromptSet
+from knapsack_trainer.sim.dynamics import LearningRates, SkillModel, group_signal, sigmoid
+from knapsack_trainer.sim.runner import SimConfig, batch_order, seeded_generators
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=64),
+    data=st.data(),
+    p=st.floats(min_value=0.001, max_value=0.999),
+)
+def test_group_signal_is_the_grpo_policy_gradient_on_the_logit(n: int, data, p: float) -> None:
+    # GRPO: A_j = (r_j - mean) / std; d/dz log pi(r_j) = r_j - p for a Bernoulli policy.
+    k = data.draw(st.integers(min_value=0, max_value=n))
+    rewards = np.array([1.0] * k + [0.0] * (n - k))
+    std = rewards.std()
+    expected = 0.0 if std == 0 else float(np.sum((rewards - rewards.mean()) / std * (rewards - p)))
+    got = group_signal(np.array([k]), np.array([n]))[0]
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_uniform_outcome_groups_carry_no_signal() -> None:
+    successes = np.array([0, 8, 3, 0, 1])
+    trials = np.array([8, 8, 8, 0, 64])
+    signal = group_signal(successes, trials)
+    assert signal[0] == 0.0 and signal[1] == 0.0 and signal[3] == 0.0
+    assert signal[2] > 0.0 and signal[4] > 0.0
+
+
+def _model(prompts: int = 64, topics: int = 4, seed: int = 0) -> SkillModel:
+    rng = np.random.default_rng(seed)
+    return SkillModel(PromptSet.generate(prompts, topics, rng), LearningRates())
+
+
+def test_only_mixed_groups_move_the_skill() -> None:
+    model = _model()
+    before = model.success_rates().copy()
+    index = np.arange(8)
+    model.grpo_step(index, successes=np.array([0, 8] * 4), trials=np.full(8, 8))
+    np.testing.assert_array_equal(model.success_rates(), before)
+
+    logits = model.logits().copy()
+    model.grpo_step(index, successes=np.array([4] + [0] * 7), trials=np.full(8, 8))
+    assert model.success_rates()[0] > before[0]
+    same_topic = model.prompts.topic == model.prompts.topic[0]
+    gain = model.logits() - logits  # the prompt itself learns most, then its topic
+    assert gain[0] > gain[same_topic & (np.arange(64) != 0)].max()
+    assert np.all(gain[~same_topic] > 0)  # the general skill helps everyone a little
+    assert gain[same_topic & (np.arange(64) != 0)].min() > gain[~same_topic].max()
+
+
+def test_rare_success_in_a_large_group_is_a_large_step() -> None:
+    # One success out of 64 gets the advantage (1 - 1/64) / std ~ 7.9: finding a
+    # rare success is what a bigger budget on a hard prompt buys.
+    rare = group_signal(np.array([1]), np.array([64]))[0]
+    even = group_signal(np.array([4]), np.array([8]))[0]
+    assert rare > 1.5 * even
+
+
+def test_dataset_and_batches_are_fixed_by_the_seed() -> None:
+    config = SimConfig(prompts=300, batch_size=64, steps=12, topics=5)
+    first = seeded_generators(7)
+    second = seeded_generators(7)
+    a = PromptSet.generate(config.prompts, config.topics, first[0], config.difficulty)
+    b = PromptSet.generate(config.prompts, config.topics, second[0], config.difficulty)
+    np.testing.assert_array_equal(a.bias, b.bias)
+    np.testing.assert_array_equal(a.topic, b.topic)
+    order = batch_order(config.prompts, config.batch_size, config.steps, first[1])
+    np.testing.assert_array_equal(
+        order, batch_order(config.prompts, config.batch_size, config.steps, second[1])
+    )
+    other = PromptSet.generate(config.prompts, config.topics, seeded_generators(8)[0])
+    assert not np.array_equal(a.bias, other.bias)
+
+
+def test_batches_visit_every_prompt_once_per_epoch() -> None:
+    order = batch_order(prompts=100, batch_size=25, steps=8, rng=np.random.default_rng(0))
+    assert order.shape == (8, 25)
+    for epoch in range(2):
+        chunk = order[epoch * 4 : (epoch + 1) * 4].ravel()
+        assert sorted(chunk.tolist()) == list(range(100))
+    for row in order:
+        assert len(set(row.tolist())) == len(row)
+
+
+def test_default_dataset_has_the_papers_spread() -> None:
+    rates = sigmoid(PromptSet.generate(4000, 32, np.random.default_rng(0)).bias)
+    assert np.mean(rates < 0.05) > 0.35  # many prompts out of reach: all-failure dominates
+    assert np.mean(rates > 0.8) > 0.15  # and a block of easy ones
+    assert np.mean((rates > 0.2) & (rates < 0.8)) > 0.1
+
+
+def test_step_shares_add_up_and_skipped_prompts_do_not_count() -> None:
+    successes = np.array([0, 8, 3, 0, 2])
+    trials = np.array([8, 8, 8, 0, 40])
+    effective, all_success, all_failure = metrics.batch_shares(successes, trials)
+    assert effective == pytest.approx(48 / 64)
+    assert all_success == pytest.approx(8 / 64)
+    assert all_failure == pytest.approx(8 / 64)
+    assert effective + all_success + all_failure == pytest.approx(1.0)
+    assert metrics.budget_histogram(trials) == {
+        "0": 1,
+        "1-2": 0,
+        "3-4": 0,
+        "5-8": 3,
+        "9-16": 0,
+        "17-32": 0,
+        "33-64": 1,
+        "65-128": 0,
+        "129+": 0,
+    }
+
+
+def test_difficulty_bands_cover_zero_and_one() -> None:
+    bands = metrics.difficulty_band(np.array([0.0, 0.005, 0.5, 0.95, 1.0]))
+    labels = [metrics.DIFFICULTY_LABELS[b] for b in bands]
+    assert labels == ["p<0.01", "p<0.01", "0.4-0.6", "p>0.9", "p>0.9"]
+    rollouts, prompts = metrics.by_difficulty(np.array([0.0, 0.5]), np.array([30, 2]))
+    assert rollouts["p<0.01"] == 30 and prompts["0.4-0.6"] == 1

@@ -1,0 +1,128 @@
+"""Per-step metrics of a simulated run (the quantities of the paper's figures).
+
+Shares of rollouts, not of groups: effective + all-success + all-failure = 1
+for every step that spent rollouts, as in Fig. 2 of the paper. Dataset-wide
+quantities (mean success, mastered, never solved) use the simulator's true
+success rates, which a real trainer can only estimate by evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Group-size bins of the budget histogram: [low, high] inclusive, label.
+BUDGET_BINS: tuple[tuple[int, int, str], ...] = (
+    (0, 0, "0"),
+    (1, 2, "1-2"),
+    (3, 4, "3-4"),
+    (5, 8, "5-8"),
+    (9, 16, "9-16"),
+    (17, 32, "17-32"),
+    (33, 64, "33-64"),
+    (65, 128, "65-128"),
+    (129, 2**31 - 1, "129+"),
+)
+
+#: Bands of true success rate used for "budget by difficulty" and final states.
+DIFFICULTY_EDGES: tuple[float, ...] = (0.0, 0.01, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0000001)
+DIFFICULTY_LABELS: tuple[str, ...] = (
+    "p<0.01",
+    "0.01-0.2",
+    "0.2-0.4",
+    "0.4-0.6",
+    "0.6-0.8",
+    "0.8-0.9",
+    "p>0.9",
+)
+
+#: A prompt counts as mastered above this true success rate (the paper's "easy").
+MASTERED_ABOVE = 0.9
+#: A prompt counts as never solved below this rate: under 1 success in 100 tries.
+NEVER_SOLVED_BELOW = 0.01
+
+
+def budget_histogram(trials: np.ndarray) -> dict[str, int]:
+    """Number of prompts per group-size bin."""
+    return {
+        label: int(np.count_nonzero((trials >= low) & (trials <= high)))
+        for low, high, label in BUDGET_BINS
+    }
+
+
+def difficulty_band(rates: np.ndarray) -> np.ndarray:
+    """Index into `DIFFICULTY_LABELS` of each success rate."""
+    return np.searchsorted(DIFFICULTY_EDGES, rates, side="right") - 1
+
+
+@dataclass
+class StepMetrics:
+    """What one simulated step spent, got, and left the model at."""
+
+    step: int
+    budget: int
+    rollouts: int
+    effective_ratio: float
+    all_success_share: float
+    all_failure_share: float
+    mean_success: float
+    mastered_share: float
+    never_solved_share: float
+    max_group: int
+    budget_histogram: dict[str, int] = field(default_factory=dict)
+    #: Rollouts and prompts of the batch per band of true success rate at allocation.
+    rollouts_by_difficulty: dict[str, int] = field(default_factory=dict)
+    prompts_by_difficulty: dict[str, int] = field(default_factory=dict)
+    degraded: bool = False
+
+    def flat(self) -> dict[str, float | int | bool]:
+        """One CSV row: nested dicts become `hist_<bin>` / `rollouts_<band>` columns."""
+        row = {k: v for k, v in asdict(self).items() if not isinstance(v, dict)}
+        row.update({f"hist_{k}": v for k, v in self.budget_histogram.items()})
+        row.update({f"rollouts_{k}": v for k, v in self.rollouts_by_difficulty.items()})
+        row.update({f"prompts_{k}": v for k, v in self.prompts_by_difficulty.items()})
+        return row
+
+
+def batch_shares(successes: np.ndarray, trials: np.ndarray) -> tuple[float, float, float]:
+    """Effective, all-success and all-failure shares of the step's rollouts."""
+    total = int(trials.sum())
+    if total == 0:
+        return 0.0, 0.0, 0.0
+    played = trials > 0
+    mixed = played & (successes > 0) & (successes < trials)
+    all_success = played & (successes == trials)
+    all_failure = played & (successes == 0)
+    return (
+        float(trials[mixed].sum()) / total,
+        float(trials[all_success].sum()) / total,
+        float(trials[all_failure].sum()) / total,
+    )
+
+
+def by_difficulty(rates: np.ndarray, trials: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
+    """Rollouts and prompts of a batch per band of true success rate."""
+    band = difficulty_band(rates)
+    count = len(DIFFICULTY_LABELS)
+    rollouts = np.bincount(band, weights=trials, minlength=count)
+    prompts = np.bincount(band, minlength=count)
+    return (
+        {label: int(rollouts[i]) for i, label in enumerate(DIFFICULTY_LABELS)},
+        {label: int(prompts[i]) for i, label in enumerate(DIFFICULTY_LABELS)},
+    )
+
+
+def dataset_state(rates: np.ndarray) -> tuple[float, float, float]:
+    """Mean success, mastered share and never-solved share over the whole dataset."""
+    return (
+        float(rates.mean()),
+        float(np.mean(rates > MASTERED_ABOVE)),
+        float(np.mean(rates < NEVER_SOLVED_BELOW)),
+    )
+
+
+def difficulty_counts(rates: np.ndarray) -> dict[str, int]:
+    """Prompts of the dataset per band of true success rate (Fig. 8)."""
+    counts = np.bincount(difficulty_band(rates), minlength=len(DIFFICULTY_LABELS))
+    return {label: int(counts[i]) for i, label in enumerate(DIFFICULTY_LABELS)}
