@@ -23,10 +23,10 @@ from typing import Any
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
-from knapsack_trainer.worker import TrainConfig, run_training  # noqa: E402
-from knapsack_trainer.worker.generation import vllm_available  # noqa: E402
-from knapsack_trainer.worker.tasks import build_task  # noqa: E402
-from knapsack_trainer.worker.tiny_model import build_tiny_model  # noqa: E402
+from knapsack_trainer.worker import TrainConfig, run_training
+from knapsack_trainer.worker.generation import vllm_available
+from knapsack_trainer.worker.tasks import build_task
+from knapsack_trainer.worker.tiny_model import build_tiny_model
 
 RESULTS_FILE = Path(__file__).with_name("TRAIN_RESULTS.md")
 #: Steps averaged for the initial and final success rates.
@@ -57,7 +57,9 @@ def train_one(
     started = time.perf_counter()
     history = run_training(config)
     wall = time.perf_counter() - started
-    success = [step["success_rate"] for step in history]
+    # Per-prompt success (mean over the step's prompts of each group's success rate):
+    # the per-rollout rate would depend on where the strategy put its rollouts.
+    success = [step["prompt_success_rate"] for step in history]
     return {
         "strategy": strategy,
         "backend": history[0]["backend"] if history else args.backend,
@@ -95,7 +97,13 @@ def write_results(results: list[dict[str, Any]], args: argparse.Namespace) -> No
             f"{r['zero_variance_groups']} | {r['seconds_per_step']:.2f} | "
             f"{r['wall_seconds']:.0f} |"
         )
-    lines += ["", f"Initial/final success: mean of the first/last {WINDOW} steps.", ""]
+    lines += [
+        "",
+        f"Success: mean over a step's prompts of each group's success rate (a per-rollout "
+        f"rate would depend on where each strategy spends rollouts); initial/final: mean "
+        f"of the first/last {WINDOW} steps.",
+        "",
+    ]
     for r in results:
         curve = " ".join(f"{v:.2f}" for v in r["success_curve"])
         eff = " ".join(f"{v:.2f}" for v in r["effective_curve"])
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", default="knapsack,uniform")
     parser.add_argument("--backend", default="vllm" if vllm_available() else "transformers")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)

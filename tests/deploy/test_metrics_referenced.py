@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from knapsack_service.main import create_app
-from knapsack_service.settings import Settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from knapsack_service.main import create_app
+from knapsack_service.settings import Settings
 from tests.deploy._deploy_files import RUN_ID, drive_traffic, load_deploy_check
 
 deploy_check = load_deploy_check()

@@ -203,7 +203,9 @@ def test_input_errors_name_the_field(kwargs, field):
     args.update(kwargs)
     with pytest.raises(EngineInputError) as info:
         allocate(
-            args.pop("strategy"), args.pop("success_rates"), args.pop("budget"),
+            args.pop("strategy"),
+            args.pop("success_rates"),
+            args.pop("budget"),
             **{"min_n": 2, "max_n": 8, **args},
         )
     assert info.value.field == field
@@ -221,7 +223,5 @@ def test_single_prompt_every_strategy():
 def test_strategies_compare_on_one_objective():
     rng = np.random.default_rng(5)
     p = rng.integers(1, 16, 64) / 16
-    values = {
-        s: allocate(s, p, 64 * 8, min_n=2, max_n=64).value for s in ("uniform", "knapsack")
-    }
+    values = {s: allocate(s, p, 64 * 8, min_n=2, max_n=64).value for s in ("uniform", "knapsack")}
     assert values["knapsack"] >= values["uniform"]

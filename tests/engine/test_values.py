@@ -112,7 +112,9 @@ def test_expected_gain_concave_finite_and_consistent(a, b):
     assert np.all(np.isfinite(values))
     # The gain is the difference of expected values (where that difference is resolvable).
     v2, v3 = expected_value(2, a, b), expected_value(3, a, b)
-    assert float(v3 - v2) == pytest.approx(float(gains[1]), rel=1e-6, abs=1e-12 * float(v3) + 1e-300)
+    assert float(v3 - v2) == pytest.approx(
+        float(gains[1]), rel=1e-6, abs=1e-12 * float(v3) + 1e-300
+    )
 
 
 def test_expected_value_concentrates_on_point_value():

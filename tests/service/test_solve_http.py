@@ -157,8 +157,9 @@ def test_bad_input_is_a_422_naming_the_field(
 
 def test_infeasible_budget_names_the_feasible_range(memory_app_client: TestClient) -> None:
     request = {"success_rates": [0.5, 0.5], "budget": 1000, "max_n": 8, "min_n": 2}
-    message = memory_app_client.post("/v1/solve", json=request).json()["error"]["message"]
-    assert "4" in message and "16" in message
+    error = memory_app_client.post("/v1/solve", json=request).json()["error"]
+    assert "4" in error["message"] and "16" in error["message"]
+    assert (error["details"][0]["low"], error["details"][0]["high"]) == (4, 16)
 
 
 def test_more_prompts_than_configured_is_a_422() -> None:

@@ -87,9 +87,7 @@ def test_knapsack_reproduces_the_papers_shape(demo_dir: Path) -> None:
     assert knapsack["max_group"] > 16
 
 
-def test_command_line_runs_the_demo(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_command_line_runs_the_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     code = demo_main(
         [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -127,3 +130,17 @@ def test_difficulty_bands_cover_zero_and_one() -> None:
     assert labels == ["p<0.01", "p<0.01", "0.4-0.6", "p>0.9", "p>0.9"]
     rollouts, prompts = metrics.by_difficulty(np.array([0.0, 0.5]), np.array([30, 2]))
     assert rollouts["p<0.01"] == 30 and prompts["0.4-0.6"] == 1
+
+
+def test_a_step_that_spent_nothing_has_no_ratio() -> None:
+    shares = metrics.batch_shares(np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64))
+    assert all(np.isnan(share) for share in shares)
+
+
+def test_simulator_and_demo_do_not_import_torch() -> None:
+    # `make demo` installs no torch: the simulator and the demo must run without it.
+    code = (
+        "import sys, knapsack_trainer.sim, knapsack_trainer.demo, knapsack_trainer.demo.plots; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from knapsack_client import InvalidRequest
 from knapsack_trainer.sim import (
     ServiceAllocator,
     SimConfig,
@@ -14,6 +15,7 @@ from knapsack_trainer.sim import (
     simulate,
     strategy_by_name,
 )
+from knapsack_trainer.sim.service import feasible_budget
 
 SMALL = SimConfig(prompts=320, batch_size=64, steps=12, topics=8)
 
@@ -73,3 +75,29 @@ def test_filter_skips_prompts_it_believes_solved_or_hopeless() -> None:
     assert skipped[0] == 0  # nothing is known at the first step
     assert max(skipped) > 0
     assert np.all(np.array([m.rollouts for m in result.steps]) <= SMALL.base_budget)
+
+
+def test_filter_spends_what_it_can_when_the_budget_exceeds_max_n_per_prompt() -> None:
+    # Eight prompts, 512 rollouts: once a few are estimated at p = 0 or 1, the
+    # others cannot absorb 512 within max_n = 128; the service answers 422 with
+    # the feasible range and the allocator asks again for the most it can spend.
+    config = SimConfig(prompts=8, batch_size=8, steps=6, topics=2)
+    with embedded_client() as client:
+        allocator = ServiceAllocator(client, "narrow", strategy_by_name("filter").settings)
+        result = simulate(config, 0, allocator, budget=512)
+    spent = [m.rollouts for m in result.steps]
+    assert all(0 < s < 512 for s in spent)
+    assert all(m.max_group <= 128 for m in result.steps)
+    assert max(m.max_group for m in result.steps) == 128
+
+
+def test_feasible_budget_reads_the_range_from_the_422() -> None:
+    error = InvalidRequest(
+        "budget: budget 2048 outside the feasible range [30, 1920]", field="budget", status=422
+    )
+    assert feasible_budget(error, 2048) == 1920
+    assert feasible_budget(error, 10) == 30
+    unbounded = InvalidRequest("budget 5 outside the feasible range [8, inf]", field="budget")
+    assert feasible_budget(unbounded, 5) == 8
+    assert feasible_budget(InvalidRequest("bad", field="prompts"), 2048) is None
+    assert feasible_budget(InvalidRequest("no range here", field="budget"), 2048) is None

@@ -27,7 +27,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def vllm_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """In-process vLLM engine (fast start) with its socket files in a temp folder."""
-    pytest.importorskip("vllm")
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)

@@ -99,3 +99,20 @@ def test_kl_and_seq_mean_loss_on_cpu(tiny_model_dir, tmp_path, service_client):
     assert metrics["kl"] >= 0.0
     assert metrics["loss"] == metrics["loss"]  # not NaN
     trainer.close()
+
+
+def test_cli_train_with_yaml_and_overrides_on_cpu(tiny_model_dir, tmp_path, capsys):
+    from knapsack_trainer.cli import main
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(
+        f"model_path: {tiny_model_dir}\nbackend: transformers\nbatch_size: 4\n"
+        f"budget: 16\nsteps: 5\nprogress: false\ntensorboard: false\n"
+    )
+    out = tmp_path / "cli"
+    # The embedded service (no service_url); overrides win over the file.
+    assert main(["train", "--config", str(config_file), "steps=1", f"output_dir={out}"]) == 0
+    assert "metrics in" in capsys.readouterr().out
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["rollouts"] == 16

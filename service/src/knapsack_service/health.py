@@ -9,7 +9,9 @@ life even where nothing probes `/readyz` (compose, a laptop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 
 from knapsack_service.engine import warm_up
@@ -50,13 +52,41 @@ async def refresh_health(state: ServiceState) -> Health:
 
 
 async def compile_kernels(state: ServiceState) -> None:
-    """Compile (or load) the engine's kernels off the event loop."""
+    """Compile (or load) the engine's kernels in a daemon thread.
+
+    Not `asyncio.to_thread`: shutdown waits for the default executor's threads, so a
+    server stopped during a cold compile would hang for the compile's duration.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def compile_in_thread() -> None:
+        error: Exception | None = None
+        try:
+            warm_up()
+        except Exception as exc:  # readiness stays false; /readyz tells the orchestrator
+            error = exc
+        # RuntimeError: the app shut down while compiling and nobody is waiting.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, done, error)
+
+    threading.Thread(target=compile_in_thread, name="krl-warm-up", daemon=True).start()
     try:
-        await asyncio.to_thread(warm_up)
-        state.kernels_ready = True
-        logger.info("kernels ready")
-    except Exception:  # readiness stays false; /readyz tells the orchestrator
+        await done
+    except Exception:
         logger.exception("kernel warm-up failed")
+        return
+    state.kernels_ready = True
+    logger.info("kernels ready")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # cancelled at shutdown
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 async def watch_health(state: ServiceState) -> None:

@@ -30,7 +30,9 @@ logger = logging.getLogger("knapsack_service")
 
 def build_store(settings: Settings) -> Store:
     """Redis when `KRL_REDIS_URL` is set, else the embedded memory store."""
-    return create_store(settings.redis_url, timeout=settings.redis_timeout)
+    return create_store(
+        settings.redis_url, timeout=settings.redis_timeout, cluster=settings.redis_cluster
+    )
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:

@@ -6,6 +6,7 @@ a run's allocation is exactly the stateless answer (one engine, one tie-break).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 from knapsack_client import AllocationRequest, BetaEstimator, RunSettings, SolveRequest
 from knapsack_service.engine import (
     EngineInputError,
+    InfeasibleBudget,
     allocate,
     balance_shards,
     beta_posterior,
@@ -111,12 +113,11 @@ def solve(
             plan = balance_shards(result.n, request.workers, request.split_groups)
             shards, imbalance = plan.shards, plan.imbalance
     except EngineInputError as exc:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{exc.field}: {exc}",
-            details=[{"field": exc.field, "message": str(exc)}],
-        ) from exc
+        detail: dict[str, object] = {"field": exc.field, "message": str(exc)}
+        if isinstance(exc, InfeasibleBudget):  # clients need not parse the message
+            detail["low"] = exc.low
+            detail["high"] = None if math.isinf(exc.high) else exc.high
+        raise ApiError(422, "invalid_request", f"{exc.field}: {exc}", details=[detail]) from exc
     elapsed = time.perf_counter() - started
     return Solution(
         n=result.n,

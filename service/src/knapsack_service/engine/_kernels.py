@@ -183,26 +183,32 @@ def _unit_gain(mode: int, c: tuple[float, float, float, float, float], lo: int, 
 
 
 @njit(cache=True, nogil=True)
-def _better(g: np.ndarray, i: int, j: int) -> bool:
-    # The tie-breaking rule of the whole engine: larger gain first, then lower index.
-    return g[i] > g[j] or (g[i] == g[j] and i < j)
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(heap: np.ndarray, g: np.ndarray, k: int, size: int) -> None:
-    item = heap[k]
+def _sift_down(keys: np.ndarray, ids: np.ndarray, k: int, size: int) -> None:
+    # Max-heap on (key, -id): the tie-breaking rule of the whole engine, larger gain
+    # first, then lower index. Keys sit in heap order (no indirection) for speed.
+    key = keys[k]
+    ident = ids[k]
     while True:
         child = 2 * k + 1
         if child >= size:
             break
-        if child + 1 < size and _better(g, heap[child + 1], heap[child]):
-            child += 1
-        if _better(g, heap[child], item):
-            heap[k] = heap[child]
+        ck = keys[child]
+        ci = ids[child]
+        right = child + 1
+        if right < size:
+            rk = keys[right]
+            if rk > ck or (rk == ck and ids[right] < ci):
+                child = right
+                ck = rk
+                ci = ids[right]
+        if ck > key or (ck == key and ci < ident):
+            keys[k] = ck
+            ids[k] = ci
             k = child
         else:
             break
-    heap[k] = item
+    keys[k] = key
+    ids[k] = ident
 
 
 @njit(cache=True, nogil=True)
@@ -216,32 +222,33 @@ def solve_heap(
     """
     m = lo.size
     n = lo.copy()
-    g = np.empty(m)
     consts = np.empty((m, 5))
-    heap = np.empty(m, np.int64)
+    keys = np.empty(m)
+    ids = np.empty(m, np.int64)
     size = 0
     for i in range(m):
         if hi[i] > lo[i]:
             c = _consts(mode, x0[i], x1[i])
             for j in range(5):
                 consts[i, j] = c[j]
-            g[i] = _unit_gain(mode, c, lo[i], lo[i])
-            heap[size] = i
+            keys[size] = _unit_gain(mode, c, lo[i], lo[i])
+            ids[size] = i
             size += 1
     for k in range(size // 2 - 1, -1, -1):
-        _sift_down(heap, g, k, size)
+        _sift_down(keys, ids, k, size)
     for _ in range(extra):
         if size == 0:
             break
-        i = heap[0]
+        i = ids[0]
         n[i] += 1
         if n[i] < hi[i]:
             c = (consts[i, 0], consts[i, 1], consts[i, 2], consts[i, 3], consts[i, 4])
-            g[i] = _unit_gain(mode, c, lo[i], n[i])
+            keys[0] = _unit_gain(mode, c, lo[i], n[i])
         else:
             size -= 1
-            heap[0] = heap[size]
-        _sift_down(heap, g, 0, size)
+            keys[0] = keys[size]
+            ids[0] = ids[size]
+        _sift_down(keys, ids, 0, size)
     return n
 
 
@@ -256,13 +263,14 @@ def _search(
     left: int,
     right: int,
     threshold: float,
+    log_threshold: float,
     strict: bool,
 ) -> int:
     """First unit in [left, right) whose gain is not > threshold (not >= if not strict).
 
     Point mode narrows the range first: with r = max(p, 1-p), s = min(p, 1-p),
     w s r^N <= gain(N) <= w r^N (w = p (1-p)^2), so two logarithms bound the answer
-    to a few units; three units of padding absorb rounding. Then a binary search.
+    to a few units; one unit of padding absorbs rounding. Then a binary search.
     """
     if right <= left:
         return left
@@ -270,9 +278,10 @@ def _search(
         log_r = max(c[3], c[4])
         if log_r < -1e-6:
             log_s = min(c[3], c[4])
-            log_excess = math.log(threshold) - math.log(c[0])
-            surely_above = math.floor((log_excess - log_s) / log_r) - 3.0 - lo
-            surely_below = math.ceil(log_excess / log_r) + 3.0 - lo
+            # log w = log p + 2 log(1-p): no extra logarithm per prompt.
+            log_excess = log_threshold - (c[3] + 2.0 * c[4])
+            surely_above = math.floor((log_excess - log_s) / log_r) - 1.0 - lo
+            surely_below = math.ceil(log_excess / log_r) + 1.0 - lo
             if surely_above > left:
                 left = int(min(surely_above, float(right)))
             if surely_below < right:
@@ -308,10 +317,12 @@ def count_bracket(
     """
     total_above = 0
     total_at_least = 0
+    log_upper = math.log(upper) if upper > 0.0 else -np.inf
+    log_lower = math.log(lower) if lower > 0.0 else -np.inf
     for i in prange(lo.size):
         c = _consts(mode, x0[i], x1[i])
-        a = _search(mode, c, lo[i], low[i], high[i], upper, True)
-        b = _search(mode, c, lo[i], a, high[i], lower, False)
+        a = _search(mode, c, lo[i], low[i], high[i], upper, log_upper, True)
+        b = _search(mode, c, lo[i], a, high[i], lower, log_lower, False)
         above[i] = a
         at_least[i] = b
         total_above += a

@@ -40,7 +40,7 @@ def window_counts(ring: ArrayLike, trials: ArrayLike, window: int) -> tuple[np.n
 
 
 def window_estimate(successes: ArrayLike, count: ArrayLike, min_observations: int) -> np.ndarray:
-    """successes / count, NaN where count < min_observations (the prompt counts as unseen)."""
+    """Successes / count, NaN where count < min_observations (the prompt counts as unseen)."""
     s = np.asarray(successes, dtype=np.float64)
     c = np.asarray(count, dtype=np.float64)
     seen = c >= max(min_observations, 1)

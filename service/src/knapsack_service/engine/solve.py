@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from knapsack_service.engine import _kernels as k
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 
@@ -61,6 +62,10 @@ def _gain_arrays(
 
 
 def _bounds(lo: np.ndarray | int, hi: np.ndarray | int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(lo, int) and isinstance(hi, int):  # the common case, kept cheap
+        if not 0 <= lo <= hi:
+            raise EngineInputError("bounds must satisfy 0 <= lo <= hi", field="min_n")
+        return np.full(m, lo, np.int64), np.full(m, hi, np.int64)
     lo_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(lo, dtype=np.int64), (m,)))
     hi_arr = np.ascontiguousarray(np.broadcast_to(np.asarray(hi, dtype=np.int64), (m,)))
     if np.any(lo_arr < 0) or np.any(hi_arr < lo_arr):
@@ -107,8 +112,10 @@ def solve_unit_cost(
     m = x0.size
     lo_arr, hi_arr = _bounds(lo, hi, m)
     budget = int(budget)
-    base = int(lo_arr.sum())
-    top = int(hi_arr.sum())
+    if isinstance(lo, int) and isinstance(hi, int):
+        base, top = m * lo, m * hi
+    else:
+        base, top = int(lo_arr.sum()), int(hi_arr.sum())
     if not base <= budget <= top:
         raise InfeasibleBudget(budget, base, top)
     extra = budget - base
@@ -241,7 +248,7 @@ def solve_reference_dp(
         EngineInputError: the budget cannot be met within the bounds.
 
     """
-    mode, x0, _ = _gain_arrays(p, a, b)
+    _, x0, _ = _gain_arrays(p, a, b)
     lo_arr, hi_arr = _bounds(lo, hi, x0.size)
     values = reference_values(lo_arr, hi_arr, p=p, a=a, b=b)
     n = k.reference_dp(values, lo_arr, hi_arr, int(budget))
@@ -290,11 +297,27 @@ def solve_cost_aware(
     base = float(np.dot(lo_arr, cost_arr))
     if base > budget:
         raise InfeasibleBudget(budget, base, math.inf, detail="cost of the lower bounds")
-    # A relative margin keeps sum(n * costs) <= budget despite rounding in the kernel.
-    room = (budget - base) - 1e-12 * max(abs(budget), 1.0)
     swaps = 4 * m if max_swaps is None else max_swaps
-    n = k.solve_cost(mode, x0, x1, lo_arr, hi_arr, cost_arr, room, swaps, candidates)
+    n = k.solve_cost(mode, x0, x1, lo_arr, hi_arr, cost_arr, budget - base, swaps, candidates)
+    # The kernel tracks the room left incrementally; should rounding have let the
+    # exact sum exceed the budget by an ulp, give back the cheapest-to-lose unit.
+    while float(np.dot(n, cost_arr)) > budget:
+        loss = objective_gains_lost(n, lo_arr, p=p, a=a, b=b) / cost_arr
+        n[int(np.argmin(loss))] -= 1
     return n
+
+
+def objective_gains_lost(
+    n: np.ndarray,
+    lo: np.ndarray,
+    *,
+    p: np.ndarray | None = None,
+    a: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+) -> np.ndarray:
+    """Value lost per prompt by removing its last unit (inf where n == lo)."""
+    drop = objective_terms(n, p=p, a=a, b=b) - objective_terms(np.maximum(n - 1, 0), p=p, a=a, b=b)
+    return np.where(n > lo, drop, np.inf)
 
 
 def solve_reference_cost_dp(
@@ -308,7 +331,7 @@ def solve_reference_cost_dp(
     b: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact cost-aware optimum for small integer costs and budget (tests and benchmarks)."""
-    mode, x0, _ = _gain_arrays(p, a, b)
+    _, x0, _ = _gain_arrays(p, a, b)
     lo_arr, hi_arr = _bounds(lo, hi, x0.size)
     values = reference_values(lo_arr, hi_arr, p=p, a=a, b=b)
     cost_arr = np.ascontiguousarray(costs, dtype=np.int64)
@@ -326,14 +349,23 @@ def objective(
     b: np.ndarray | None = None,
 ) -> float:
     """sum_i Value(n_i, p_i) (or its expectation under Beta(a_i, b_i)); NaN p counts 0."""
+    return float(objective_terms(n, p=p, a=a, b=b).sum())
+
+
+def objective_terms(
+    n: np.ndarray,
+    *,
+    p: np.ndarray | None = None,
+    a: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+) -> np.ndarray:
+    """Value(n_i, p_i) per prompt (or its expectation under Beta(a_i, b_i)); NaN p gives 0."""
     counts = np.ascontiguousarray(n, dtype=np.int64)
     if p is not None:
         rates = np.nan_to_num(np.ascontiguousarray(p, dtype=np.float64), nan=0.0)
-        return float(k.point_values(counts, rates).sum())
+        return k.point_values(counts, rates)
     if a is None or b is None:
         raise EngineInputError("give p or both a and b", field="posterior")
-    return float(
-        k.beta_values(
-            counts, np.ascontiguousarray(a, np.float64), np.ascontiguousarray(b, np.float64)
-        ).sum()
+    return k.beta_values(
+        counts, np.ascontiguousarray(a, np.float64), np.ascontiguousarray(b, np.float64)
     )

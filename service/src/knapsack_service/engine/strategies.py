@@ -131,7 +131,9 @@ def allocate(
 
 def _check_count(value: int, field: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 0:
-        raise EngineInputError(f"{field} must be a non-negative integer, got {value!r}", field=field)
+        raise EngineInputError(
+            f"{field} must be a non-negative integer, got {value!r}", field=field
+        )
     return int(value)
 
 
@@ -272,7 +274,9 @@ def fallback_need(rates: np.ndarray, min_n: int, max_n: int) -> np.ndarray:
     """
     # log1p(-min(p, 1-p)) is ln max(p, 1-p) without rounding 1 - 1e-20 to 1.
     with np.errstate(divide="ignore", over="ignore"):
-        need = np.ceil(math.log(1.0 - FALLBACK_CONFIDENCE) / np.log1p(-np.minimum(rates, 1.0 - rates)))
+        need = np.ceil(
+            math.log(1.0 - FALLBACK_CONFIDENCE) / np.log1p(-np.minimum(rates, 1.0 - rates))
+        )
     return np.clip(need, min_n, max_n).astype(np.int64)
 
 
@@ -319,9 +323,7 @@ def _fallback(
     surplus = _spread_capped(n, zero, max_n, surplus)
     if surplus and mid:
         grow = min(surplus, mid * max_n - need_total)
-        n[middle] = solve_unit_cost(
-            need_total + grow, need, max_n, p=rates[middle], method=method
-        )
+        n[middle] = solve_unit_cost(need_total + grow, need, max_n, p=rates[middle], method=method)
         surplus -= grow
     surplus = _spread_capped(n, one, max_n, surplus)
     assert surplus == 0, "feasible range and stages disagree"
@@ -358,9 +360,7 @@ def _knapsack_with_costs(
         n[middle] = solve_cost_aware(
             budget - fixed_cost, costs[middle], min_n, max_n, p=rates[middle]
         )
-    return AllocationResult(
-        n=n, value=objective(n, p=rates), cost=_spent(n, costs, budget)
-    )
+    return AllocationResult(n=n, value=objective(n, p=rates), cost=_spent(n, costs, budget))
 
 
 def _bayes(
@@ -379,9 +379,7 @@ def _bayes(
         if budget < low:
             raise InfeasibleBudget(budget, low, math.inf)
         n = solve_cost_aware(budget, costs, min_n, max_n, a=a, b=b)
-        return AllocationResult(
-            n=n, value=objective(n, a=a, b=b), cost=_spent(n, costs, budget)
-        )
+        return AllocationResult(n=n, value=objective(n, a=a, b=b), cost=_spent(n, costs, budget))
     low, high = m * min_n, m * max_n
     if not low <= budget <= high:
         raise InfeasibleBudget(budget, low, high)

@@ -17,8 +17,9 @@ All functions broadcast their arguments like numpy ufuncs and return float64 arr
 from __future__ import annotations
 
 import numpy as np
-from knapsack_service.engine import _kernels as k
 from numpy.typing import ArrayLike
+
+from knapsack_service.engine import _kernels as k
 
 
 def _flat(*args: ArrayLike, dtypes: tuple[type, ...]) -> tuple[tuple[int, ...], list[np.ndarray]]:

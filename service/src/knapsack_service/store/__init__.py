@@ -19,10 +19,16 @@ from knapsack_service.store.records import BUDGET_BUCKETS, DIFFICULTY_BANDS, RIN
 from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore
 
 
-def create_store(redis_url: str | None, timeout: float = DEFAULT_TIMEOUT) -> Store:
-    """The Redis store for `redis_url`, or the memory store when it is None or empty."""
+def create_store(
+    redis_url: str | None, timeout: float = DEFAULT_TIMEOUT, cluster: bool = False
+) -> Store:
+    """The Redis store for `redis_url`, or the memory store when it is None or empty.
+
+    A Redis Cluster is used when `cluster` is true (KRL_REDIS_CLUSTER) or the URL's
+    scheme is `redis+cluster://` / `rediss+cluster://`.
+    """
     if redis_url:
-        return RedisStore.from_url(redis_url, timeout=timeout)
+        return RedisStore.from_url(redis_url, timeout=timeout, cluster=cluster)
     return MemoryStore()
 
 

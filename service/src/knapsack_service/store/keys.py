@@ -6,6 +6,10 @@ escaped (every character outside `[A-Za-z0-9._-]` becomes `%XX` per UTF-8 byte),
 `{`, `}`, `:`, glob characters and spaces can never end the tag early, make two runs
 share a key, or widen a pattern. Prompt ids never appear in key names at all: they
 are fields of the run's prompts hash.
+
+The empty run id gets the tag `{%}`: an empty `{}` is no hash tag for Redis Cluster
+(the whole key would be hashed, scattering the run over slots), and a lone `%` is
+never the escape of a non-empty id, so the tag stays unique.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 
 #: Set of every run id (raw, not escaped); its own slot, never touched by a script.
 RUNS_KEY = "krl:runs"
+#: Hash tag content of the empty run id (see the module docstring).
+EMPTY_RUN_TAG = "%"
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -41,7 +47,7 @@ class RunKeys:
     @property
     def prefix(self) -> str:
         """`krl:{<escaped run>}:`, the beginning of every key of the run."""
-        return "krl:{" + escape_run_id(self.run_id) + "}:"
+        return "krl:{" + (escape_run_id(self.run_id) or EMPTY_RUN_TAG) + "}:"
 
     @property
     def settings(self) -> str:
@@ -82,4 +88,4 @@ class RunKeys:
         return (self.settings, self.meta, self.prompts, self.steps, self.report_ids)
 
 
-__all__ = ["RUNS_KEY", "RunKeys", "escape_run_id"]
+__all__ = ["EMPTY_RUN_TAG", "RUNS_KEY", "RunKeys", "escape_run_id"]

@@ -12,6 +12,11 @@ Layout of one run (every key carries the run's hash tag, see `keys.py`):
 | `krl:{r}:rids`       | sorted set | applied report ids, score = unix seconds         |
 | `krl:runs`           | set        | every run id (outside the runs' slots)           |
 
+On a Redis Cluster every script and every multi-key command names only keys of one
+run, so it runs on the master owning that run's slot; `krl:runs` is only ever touched
+by single-key commands (`put_settings`' pipeline sends SET and SADD as two commands,
+which a cluster pipeline routes to their two masters).
+
 Every read of a batch is one script call (one round trip); every report is one
 script, applied all or nothing and deduplicated by report id inside the script, so a
 retry by anyone (client, service, redis-py) can never apply it twice.
@@ -36,6 +41,7 @@ from knapsack_service.store.base import (
     PromptBatch,
     ReportToApply,
 )
+from knapsack_service.store.cluster import build_cluster_client, is_cluster_url
 from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import (
@@ -62,8 +68,8 @@ _UNAVAILABLE = (
     rex.ConnectionError,  # includes BusyLoadingError (LOADING) and MaxConnectionsError
     rex.TimeoutError,
     rex.ClusterError,  # includes ClusterDownError, MasterDownError
-    rex.RedisClusterException,
-    rex.TryAgainError,
+    rex.RedisClusterException,  # no reachable seed, SlotNotCoveredError, ...
+    rex.TryAgainError,  # a multi-key command during a slot migration
     rex.ReadOnlyError,  # a replica answering after a failover
     rex.OutOfMemoryError,  # maxmemory reached: writes refused until memory is freed
     asyncio.TimeoutError,
@@ -71,13 +77,26 @@ _UNAVAILABLE = (
 )
 
 
+#: Errors that mean a multi-key command mixed hash slots: a bug in the key layout,
+#: never an outage, so they must not hide behind `StoreUnavailable`.
+_CROSS_SLOT = (rex.ClusterCrossSlotError, rex.CrossSlotTransactionError)
+_CLIENT_CROSS_SLOT_MESSAGE = "must map to the same key slot"
+
+
 def translate_redis_error(error: BaseException, run_id: str | None = None) -> StoreError:
     """Map a redis-py (or socket) error onto the store's exception tree.
 
-    This is the only place that knows redis-py's exceptions.
+    This is the only place that knows redis-py's exceptions. Cluster trouble
+    (CLUSTERDOWN, MASTERDOWN, TRYAGAIN, an uncovered slot, no reachable seed) is an
+    outage like a refused connection; a cross-slot error is a bug and stays a plain
+    `StoreError`.
     """
     if isinstance(error, rex.ResponseError) and str(error).startswith(_RUN_NOT_FOUND):
         return RunNotFound(run_id or "")
+    if isinstance(error, _CROSS_SLOT) or (
+        isinstance(error, rex.RedisClusterException) and _CLIENT_CROSS_SLOT_MESSAGE in str(error)
+    ):
+        return StoreError(f"redis cross-slot command: {type(error).__name__}: {error}")
     if isinstance(error, _UNAVAILABLE):
         return StoreUnavailable(f"redis unavailable: {type(error).__name__}: {error}")
     if isinstance(error, rex.ResponseError) and str(error).startswith("BUSY"):
@@ -92,7 +111,8 @@ def _translated(run_id: str | None = None) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    except (rex.RedisError, asyncio.TimeoutError, OSError) as error:
+    except (rex.RedisError, rex.RedisClusterException, asyncio.TimeoutError, OSError) as error:
+        # RedisClusterException is not a RedisError: it needs naming here.
         raise translate_redis_error(error, run_id) from error
 
 
@@ -171,8 +191,20 @@ class RedisStore:
         self._delete_script = client.register_script(_load_script("delete_run.lua"))
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> RedisStore:
-        """A store on a new client for `url` (closed by `close()`)."""
+    def from_url(
+        cls, url: str, timeout: float = DEFAULT_TIMEOUT, *, cluster: bool = False
+    ) -> RedisStore:
+        """A store on a new client for `url` (closed by `close()`).
+
+        Args:
+            url: `redis://`, `rediss://`, or a cluster URL (`redis+cluster://`, see
+                `knapsack_service.store.cluster`).
+            timeout: Socket connect and read timeout, seconds.
+            cluster: Treat a plain `redis://` URL as a seed of a Redis Cluster.
+
+        """
+        if cluster or is_cluster_url(url):
+            return cls(build_cluster_client(url, timeout), close_client=True)
         return cls(build_client(url, timeout), close_client=True)
 
     @property

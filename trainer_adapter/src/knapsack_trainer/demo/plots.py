@@ -41,6 +41,24 @@ def _series(runs: Runs, name: str, attribute: str) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
+def _across_seeds(series: np.ndarray, reduce: str) -> np.ndarray:
+    """Seed mean/min/max per step, ignoring steps without rollouts (NaN ratios).
+
+    A step where every seed spent nothing stays NaN, which matplotlib draws as a gap.
+    """
+    present = ~np.isnan(series)
+    filled = np.where(present, series, {"mean": 0.0, "min": np.inf, "max": -np.inf}[reduce])
+    if reduce == "mean":
+        counts = present.sum(axis=0)
+        out = np.divide(
+            filled.sum(axis=0), counts, out=np.full(counts.shape, np.nan), where=counts > 0
+        )
+    else:
+        out = filled.min(axis=0) if reduce == "min" else filled.max(axis=0)
+        out = np.where(present.any(axis=0), out, np.nan)
+    return out
+
+
 def _smooth(values: np.ndarray, width: int = 5) -> np.ndarray:
     if len(values) < width:
         return values
@@ -67,11 +85,11 @@ def effective_ratio(runs: Runs, path: Path) -> None:
     for name in _names(runs):
         series = _series(runs, name, "effective_ratio")
         steps = np.arange(series.shape[1])
-        ax.plot(steps, _smooth(series.mean(axis=0)), label=name, color=_color(name))
+        ax.plot(steps, _smooth(_across_seeds(series, "mean")), label=name, color=_color(name))
         ax.fill_between(
             steps,
-            _smooth(series.min(axis=0)),
-            _smooth(series.max(axis=0)),
+            _smooth(_across_seeds(series, "min")),
+            _smooth(_across_seeds(series, "max")),
             alpha=0.15,
             color=_color(name),
         )
@@ -93,7 +111,7 @@ def zero_gradient_breakdown(runs: Runs, path: Path, names: Sequence[str]) -> Non
             ("all_success_share", "all-success", "#ff7f0e"),
             ("all_failure_share", "all-failure", "#2ca02c"),
         ):
-            series = _series(runs, name, attribute).mean(axis=0)
+            series = _across_seeds(_series(runs, name, attribute), "mean")
             ax.plot(_smooth(series), label=label, color=color)
         ax.set(xlabel="step", ylabel="share of rollouts", ylim=(0, 1), title=name)
         ax.legend(fontsize=8)

@@ -21,6 +21,7 @@ from knapsack_trainer.sim.strategies import StrategySpec
 
 TABLE_COLUMNS = (
     ("budget", "budget", "{:d}"),
+    ("mean_rollouts", "spent/step", "{:.0f}"),
     ("mean_effective_ratio", "eff. ratio", "{:.3f}"),
     ("final_mean_success", "final success", "{:.3f}"),
     ("mastered_share", "mastered", "{:.3f}"),
@@ -30,7 +31,8 @@ TABLE_COLUMNS = (
 
 def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
     """Seed-averaged figures of one strategy (`runs`: one result per seed)."""
-    effective = [np.mean([m.effective_ratio for m in r.steps]) for r in runs]
+    # Steps that spent no rollouts have no ratio (NaN) and are left out.
+    effective = [np.nanmean([m.effective_ratio for m in r.steps]) for r in runs]
     final = [r.steps[-1] for r in runs]
     rollouts = {band: 0 for band in metrics.DIFFICULTY_LABELS}
     prompts = {band: 0 for band in metrics.DIFFICULTY_LABELS}
@@ -44,6 +46,9 @@ def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
                 histogram[label] += step.budget_histogram.get(label, 0)
     return {
         "budget": runs[0].budget,
+        # What was actually spent: the filter spends less once few prompts remain
+        # between p = 0 and p = 1 (max_n caps each group).
+        "mean_rollouts": float(np.mean([m.rollouts for r in runs for m in r.steps])),
         "mean_effective_ratio": float(np.mean(effective)),
         "final_mean_success": float(np.mean([m.mean_success for m in final])),
         "mastered_share": float(np.mean([m.mastered_share for m in final])),
@@ -53,11 +58,12 @@ def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
         "final_mean_success_by_seed": [m.mean_success for m in final],
         "initial_mean_success": float(np.mean([r.steps[0].mean_success for r in runs])),
         "all_success_share": float(
-            np.mean([np.mean([m.all_success_share for m in r.steps]) for r in runs])
+            np.mean([np.nanmean([m.all_success_share for m in r.steps]) for r in runs])
         ),
         "all_failure_share": float(
-            np.mean([np.mean([m.all_failure_share for m in r.steps]) for r in runs])
+            np.mean([np.nanmean([m.all_failure_share for m in r.steps]) for r in runs])
         ),
+        "idle_steps": sum(m.rollouts == 0 for r in runs for m in r.steps),
         "max_group": max(m.max_group for r in runs for m in r.steps),
         "degraded_steps": sum(m.degraded for r in runs for m in r.steps),
         "budget_histogram": histogram,
@@ -182,6 +188,8 @@ def write_report(
         "",
         format_table(summary, markdown=True),
         "",
+        "- budget: rollouts per step asked for; spent/step: rollouts actually spent "
+        "(less than the budget only when the service could not spend it within max_n).",
         "- eff. ratio: share of rollouts in groups with both successes and failures "
         "(the only ones GRPO learns from), averaged over steps.",
         "- final success: mean true success rate over the whole dataset after the last step.",

@@ -120,6 +120,9 @@ def run_all(
 ) -> list[SimResult]:
     """Run `jobs`, in a pool of `processes` when more than one; results in job order.
 
+    The pool starts its processes with `spawn`, so a script that calls this with
+    more than one process needs the usual `if __name__ == "__main__":` guard.
+
     Args:
         jobs: What to run.
         processes: Worker processes; 1 runs everything in this process.

@@ -8,6 +8,7 @@ success rates, which a real trainer can only estimate by evaluation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -86,10 +87,14 @@ class StepMetrics:
 
 
 def batch_shares(successes: np.ndarray, trials: np.ndarray) -> tuple[float, float, float]:
-    """Effective, all-success and all-failure shares of the step's rollouts."""
+    """Effective, all-success and all-failure shares of the step's rollouts.
+
+    NaN for a step that spent nothing (the filter, once it skips every prompt of
+    the batch): a share of zero rollouts is undefined, not zero.
+    """
     total = int(trials.sum())
     if total == 0:
-        return 0.0, 0.0, 0.0
+        return math.nan, math.nan, math.nan
     played = trials > 0
     mixed = played & (successes > 0) & (successes < trials)
     all_success = played & (successes == trials)

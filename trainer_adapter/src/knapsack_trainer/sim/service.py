@@ -10,6 +10,7 @@ routes, validation and store as in production.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +29,9 @@ class DegradedAllocationError(RuntimeError):
     """
 
 
+#: Longest wait for the embedded service's kernels (a cold numba compile).
+READY_TIMEOUT_SECONDS = 120.0
+
 _FEASIBLE_RANGE = re.compile(r"feasible range \[(\d+), (\d+|inf)\]")
 
 
@@ -44,9 +48,10 @@ def feasible_budget(error: InvalidRequest, budget: int) -> int | None:
     match = _FEASIBLE_RANGE.search(error.message)
     if match is None:
         return None
-    low = int(match.group(1))
-    high = budget if match.group(2) == "inf" else int(match.group(2))
-    return min(max(budget, low), high)
+    spendable = max(budget, int(match.group(1)))
+    if match.group(2) != "inf":
+        spendable = min(spendable, int(match.group(2)))
+    return spendable
 
 
 class ServiceAllocator:
@@ -131,11 +136,25 @@ def embedded_client(**settings: Any) -> Iterator[KnapsackClient]:
 
     app = create_app(Settings(redis_url=None, **settings))
     with TestClient(app, base_url="http://krl") as http:
+        _wait_until_ready(http)
         client = KnapsackClient(base_url="http://krl", http_client=http)
         try:
             yield client
         finally:
             client.close()
+
+
+def _wait_until_ready(http: Any, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    """Block until `/readyz` answers 200 (kernels compiled or loaded from cache).
+
+    Allocations would work before (the first one compiles), but a service shut
+    down while its warm-up still runs is an avoidable race for short runs.
+    """
+    deadline = time.monotonic() + timeout
+    while http.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the embedded service was not ready after {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from knapsack_client import RunSettings
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from knapsack_client import RunSettings
 from knapsack_trainer.worker.core_algos import AdvantageEstimator, KLPenalty, LossAggMode
 
 Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
@@ -92,8 +92,19 @@ class TrainConfig(BaseModel):
         return self.tokenizer_path or self.model_path
 
     def run_settings_payload(self) -> dict[str, Any]:
-        """Body of `PUT /v1/runs/{run_id}`: the strategy and budget plus `run_settings`."""
-        return {"strategy": self.strategy, "budget": self.budget, **self.run_settings}
+        """Body of `PUT /v1/runs/{run_id}`: the strategy and budget plus `run_settings`.
+
+        A prompt never seen gets `default_n` rollouts (the paper's rule), so a first
+        step of unseen prompts spends `batch_size * default_n`; unless set, `default_n`
+        is the budget's even share, which makes that first step feasible.
+        """
+        share = max(1, self.budget // self.batch_size)
+        return {
+            "strategy": self.strategy,
+            "budget": self.budget,
+            "default_n": share,
+            **self.run_settings,
+        }
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

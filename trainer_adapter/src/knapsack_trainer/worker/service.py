@@ -44,6 +44,7 @@ def connect_service(
     if world_size > 1:
         raise ValueError("the embedded service serves one process: set service_url")
     from fastapi.testclient import TestClient
+
     from knapsack_service.main import create_app
     from knapsack_service.settings import Settings
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from knapsack_client import KnapsackClient, KnapsackError, PromptResult
 
+from knapsack_client import KnapsackClient, KnapsackError, PromptResult
 from knapsack_trainer.worker import core_algos
 from knapsack_trainer.worker.checkpoint import (
     TrainerState,
@@ -295,6 +295,13 @@ class GRPOTrainer:
             return torch.zeros(0), {"groups": 0, "zero_variance_groups": 0, "effective": 0}
         group_index = torch.tensor([index for index, _ in flat])
         rewards = torch.tensor([reward for _, reward in flat], dtype=torch.float64)
+        # Mean over prompts of each group's success rate: unlike the per-rollout rate it
+        # does not depend on how the budget was spread (knapsack puts more rollouts on
+        # the prompts that fail, which would pull a per-rollout average down).
+        per_prompt: dict[int, list[float]] = {}
+        for index, reward in flat:
+            per_prompt.setdefault(index, []).append(float(reward >= self.success_threshold))
+        prompt_success = sum(sum(v) / len(v) for v in per_prompt.values()) / len(per_prompt)
         estimator = core_algos.get_adv_estimator_fn(self.config.advantage_estimator)
         result = estimator(rewards, group_index, torch.ones(len(flat), 1))
         local = result.scores[offset : offset + len(mine)].to(torch.float32)
@@ -305,6 +312,7 @@ class GRPOTrainer:
             "rewards": float(rewards.sum()),
             "successes": float((rewards >= self.success_threshold).sum()),
             "rollouts": float(len(flat)),
+            "prompt_success_rate": prompt_success,
         }
         return local, stats
 
@@ -469,6 +477,7 @@ class GRPOTrainer:
             "rollouts": int(group_stats.get("rollouts", 0)),
             "reward_mean": group_stats.get("rewards", 0.0) / rollouts_total,
             "success_rate": group_stats.get("successes", 0.0) / rollouts_total,
+            "prompt_success_rate": group_stats.get("prompt_success_rate", 0.0),
             "effective_ratio": group_stats["effective"] / rollouts_total,
             "groups": int(group_stats["groups"]),
             "zero_variance_groups": int(group_stats["zero_variance_groups"]),

@@ -1,0 +1,193 @@
+"""Solver benchmark: the exact fast solver against the paper's reference DP.
+
+    python bench/solver.py            # tables
+    python bench/solver.py --json     # one JSON line per case
+    python bench/solver.py --quick    # skip the slowest reference DP (1024 / 8192)
+
+Both solvers run in this process on the same inputs (numba kernels, compiled first;
+the compile / cache-load time is reported on its own line). Small cases report the
+median of many runs, large ones the median of a few.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from knapsack_service.engine import (
+    allocate,
+    objective,
+    solve_cost_aware,
+    solve_reference_cost_dp,
+    solve_reference_dp,
+    solve_unit_cost,
+    warm_up,
+)
+
+MIN_N, MAX_N = 2, 128
+UNIT_CASES = [(256, 2048), (1024, 8192), (100_000, 800_000), (1_000_000, 8_000_000)]
+DP_LIMIT = 1024 * 8192  # prompts * budget beyond which the DP's O(M B) table is out of reach
+COST_SIZES = [4, 8, 16, 32, 64]
+
+
+def _median_seconds(fn: Callable[[], object], runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _rates(rng: np.random.Generator, m: int, kind: str) -> np.ndarray:
+    true_p = rng.random(m)
+    if kind == "grid":  # estimates from 16 rollouts: multiples of 1/16, 0 and 1 included
+        return rng.binomial(16, true_p) / 16.0
+    return true_p
+
+
+def unit_cost_cases(quick: bool) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(2509)
+    for m, budget in UNIT_CASES:
+        for kind in ("grid", "continuous"):
+            p = _rates(rng, m, kind)
+            runs = 200 if m <= 1024 else (5 if m <= 100_000 else 3)
+            fast = solve_unit_cost(budget, MIN_N, MAX_N, p=p)
+            fast_seconds = _median_seconds(
+                lambda b=budget, p=p: solve_unit_cost(b, MIN_N, MAX_N, p=p), runs
+            )
+            allocate_seconds = _median_seconds(
+                lambda b=budget, p=p: allocate("knapsack", p, b, min_n=MIN_N, max_n=MAX_N), runs
+            )
+            reference_seconds = reference_value = None
+            if m * budget <= DP_LIMIT and not (quick and m > 256):
+                started = time.perf_counter()
+                reference = solve_reference_dp(budget, MIN_N, MAX_N, p=p)
+                reference_seconds = time.perf_counter() - started
+                reference_value = objective(reference, p=p)
+            fast_value = objective(fast, p=p)
+            rows.append(
+                {
+                    "case": f"{m}/{budget} {kind}",
+                    "prompts": m,
+                    "budget": budget,
+                    "max_n": MAX_N,
+                    "rates": kind,
+                    "fast_seconds": fast_seconds,
+                    "allocate_seconds": allocate_seconds,
+                    "reference_seconds": reference_seconds,
+                    "fast_value": fast_value,
+                    "reference_value": reference_value,
+                    "value_difference": None
+                    if reference_value is None
+                    else fast_value - reference_value,
+                    "speedup": None
+                    if reference_seconds is None
+                    else reference_seconds / fast_seconds,
+                }
+            )
+    return rows
+
+
+def cost_cases() -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(7)
+    for m in COST_SIZES:
+        gaps = []
+        fast_times = []
+        dp_times = []
+        for _ in range(30 if m <= 16 else 8):
+            p = rng.random(m)
+            costs = rng.integers(1, 6, m)
+            budget = int(costs.sum() * rng.integers(3, 12))
+            started = time.perf_counter()
+            n = solve_cost_aware(float(budget), costs.astype(float), MIN_N, 16, p=p)
+            fast_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            best = solve_reference_cost_dp(budget, costs, MIN_N, 16, p=p)
+            dp_times.append(time.perf_counter() - started)
+            optimum = objective(best, p=p)
+            gaps.append((optimum - objective(n, p=p)) / optimum if optimum > 0 else 0.0)
+        rows.append(
+            {
+                "case": f"cost-aware M={m}",
+                "prompts": m,
+                "instances": len(gaps),
+                "worst_gap": max(gaps),
+                "mean_gap": float(np.mean(gaps)),
+                "fast_seconds": statistics.median(fast_times),
+                "reference_seconds": statistics.median(dp_times),
+            }
+        )
+    return rows
+
+
+def _fmt(x: float | None, unit: float = 1e3, digits: int = 3) -> str:
+    return "-" if x is None else f"{x * unit:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true", help="one JSON line per case")
+    parser.add_argument("--quick", action="store_true", help="skip the 1024/8192 reference DP")
+    args = parser.parse_args()
+
+    compile_seconds = warm_up()
+    warm_seconds = warm_up()
+    units = unit_cost_cases(args.quick)
+    costs = cost_cases()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "case": "warm_up",
+                    "first_seconds": compile_seconds,
+                    "second_seconds": warm_seconds,
+                }
+            )
+        )
+        for row in units + costs:
+            print(json.dumps(row))
+        return
+    print(
+        f"warm_up: first call {compile_seconds:.3f} s (compile or cache load), "
+        f"then {warm_seconds * 1e3:.2f} ms"
+    )
+    print()
+    header = (
+        "| case | fast solve (ms) | allocate() (ms) | reference DP (ms) | speedup "
+        "| fast value | DP value | difference |"
+    )
+    print(header)
+    print("|" + "---|" * 8)
+    for r in units:
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.0f}x"
+        ref_value = "-" if r["reference_value"] is None else f"{r['reference_value']:.12f}"
+        diff = "-" if r["value_difference"] is None else f"{r['value_difference']:.1e}"
+        print(
+            f"| {r['case']} | {_fmt(r['fast_seconds'])} | {_fmt(r['allocate_seconds'])} "
+            f"| {_fmt(r['reference_seconds'], digits=1)} | {speedup} "
+            f"| {r['fast_value']:.12f} | {ref_value} | {diff} |"
+        )
+    print()
+    print(
+        "| cost-aware case | instances | worst gap | mean gap | greedy+swaps (ms) | exact DP (ms) |"
+    )
+    print("|" + "---|" * 6)
+    for r in costs:
+        print(
+            f"| M={r['prompts']} | {r['instances']} | {r['worst_gap'] * 100:.3f}% "
+            f"| {r['mean_gap'] * 100:.3f}% | {_fmt(r['fast_seconds'])} "
+            f"| {_fmt(r['reference_seconds'], digits=1)} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
