@@ -30,21 +30,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
-    with RedisServer() as redis_server, ServiceProcess(
-        {**SERVICE_ENV, "KRL_REDIS_URL": redis_server.url}
-    ) as service:
+    with (
+        RedisServer() as redis_server,
+        ServiceProcess({**SERVICE_ENV, "KRL_REDIS_URL": redis_server.url}) as service,
+    ):
         with httpx.Client(base_url=service.url, timeout=60) as client:
             outcomes = send_all(client)
         crashed = "exception" in service.log_text()
     bad = [o for o in outcomes if not 400 <= o.status < 500 or o.code is None]
     if args.json:
         for o in outcomes:
-            print(json.dumps({"kind": o.bad.kind, "input": o.bad.name, "method": o.bad.method,
-                              "status": o.status, "code": o.code}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "kind": o.bad.kind,
+                        "input": o.bad.name,
+                        "method": o.bad.method,
+                        "status": o.status,
+                        "code": o.code,
+                    }
+                )
+            )
         by_kind = Counter((o.bad.kind, o.status) for o in outcomes)
-        print(json.dumps({"summary": {f"{k} {s}": n for (k, s), n in sorted(by_kind.items())},
-                          "inputs": len(outcomes), "not_4xx_or_shape": len(bad),
-                          "service_logged_exception": crashed}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "summary": {f"{k} {s}": n for (k, s), n in sorted(by_kind.items())},
+                    "inputs": len(outcomes),
+                    "not_4xx_or_shape": len(bad),
+                    "service_logged_exception": crashed,
+                }
+            )
+        )
     else:
         print(f"{'kind':<8} {'input':<42} {'status':>6}  code")
         for o in outcomes:
@@ -55,8 +72,10 @@ def main() -> int:
         for kind in kinds:
             counts = Counter(o.status for o in outcomes if o.bad.kind == kind)
             print(f"{kind:<8} " + ", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
-        print(f"\n{len(outcomes)} bad inputs, {len(bad)} answered outside 4xx/contract shape, "
-              f"service logged an exception: {crashed}")  # fmt: skip
+        print(
+            f"\n{len(outcomes)} bad inputs, {len(bad)} answered outside 4xx/contract shape, "
+            f"service logged an exception: {crashed}"
+        )
     return 1 if bad or crashed else 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-
 from collections.abc import Iterator
 
 import httpx

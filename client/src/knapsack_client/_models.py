@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
 STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
@@ -24,13 +32,23 @@ MAX_WORKERS = 4096
 #: Largest number of rewards one prompt's group may report.
 MAX_REWARDS_PER_GROUP = MAX_GROUP_SIZE
 
+
+def _refuse_booleans(value: object) -> object:
+    """JSON `true` is not the number 1: pydantic's lax mode would accept it as one."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+NO_BOOL = BeforeValidator(_refuse_booleans)
+
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
-Rate = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-GroupSize = Annotated[int, Field(ge=0, le=MAX_GROUP_SIZE)]
-NonNegativeFinite = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-PositiveFinite = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-BetaParameter = Annotated[float, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
-Step = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Rate = Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+GroupSize = Annotated[int, NO_BOOL, Field(ge=0, le=MAX_GROUP_SIZE)]
+NonNegativeFinite = Annotated[float, NO_BOOL, Field(ge=0.0, allow_inf_nan=False)]
+PositiveFinite = Annotated[float, NO_BOOL, Field(gt=0.0, allow_inf_nan=False)]
+BetaParameter = Annotated[float, NO_BOOL, Field(gt=0.0, le=1e9, allow_inf_nan=False)]
+Step = Annotated[int, NO_BOOL, Field(ge=0, le=2**31 - 1)]
 
 
 class FieldError(ValueError):
@@ -72,7 +90,7 @@ class SolveRequest(_Request):
     min_n: GroupSize = 2
     max_n: GroupSize = 128
     strategy: Strategy = "knapsack"
-    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    workers: Annotated[int, NO_BOOL, Field(ge=1, le=MAX_WORKERS)] = 1
     split_groups: bool = True
     fallback: bool = False
     positive_n: GroupSize | None = Field(default=None, description="n for p = 1 (default min_n).")
@@ -136,8 +154,8 @@ class WindowEstimator(_Request):
     """The paper's estimate: success rate over a prompt's last `window` outcomes."""
 
     kind: Literal["window"] = "window"
-    window: Annotated[int, Field(ge=1, le=48)] = 16
-    min_observations: Annotated[int, Field(ge=1, le=48)] = 8
+    window: Annotated[int, NO_BOOL, Field(ge=1, le=48)] = 16
+    min_observations: Annotated[int, NO_BOOL, Field(ge=1, le=48)] = 8
 
     @model_validator(mode="after")
     def _check(self) -> WindowEstimator:
@@ -150,18 +168,28 @@ class BetaEstimator(_Request):
     """A Beta(a, b) posterior per prompt, with evidence decayed by `decay` per step."""
 
     kind: Literal["beta"] = "beta"
-    decay: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
+    decay: Annotated[float, NO_BOOL, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
     prior: tuple[BetaParameter, BetaParameter] | Literal["pooled"] = (1.0, 1.0)
 
 
-Estimator = Annotated[WindowEstimator | BetaEstimator, Field(discriminator="kind")]
+def _estimator_kind(value: object) -> str:
+    """`kind` defaults to "window" (API.md), so `{"window": 30}` is a window estimator."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "window"))
+    return str(getattr(value, "kind", "window"))
+
+
+Estimator = Annotated[
+    Annotated[WindowEstimator, Tag("window")] | Annotated[BetaEstimator, Tag("beta")],
+    Discriminator(_estimator_kind),
+]
 
 
 class RunSettings(_Request):
     """`PUT /v1/runs/{run_id}`: every field has a default, so `{}` creates a run."""
 
     strategy: Strategy = "knapsack"
-    budget: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+    budget: Annotated[int, NO_BOOL, Field(ge=0, le=2**31 - 1)] | None = Field(
         default=None, description="Default rollouts per step; else prompts * default_n."
     )
     min_n: GroupSize = 2
@@ -170,7 +198,7 @@ class RunSettings(_Request):
     positive_n: GroupSize = 2
     negative_n: GroupSize = 2
     fallback: bool = True
-    success_threshold: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+    success_threshold: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.5
     estimator: Estimator = Field(default_factory=WindowEstimator)
 
     @model_validator(mode="after")
@@ -207,8 +235,8 @@ class AllocationRequest(_Request):
 
     step: Step
     prompts: list[Identifier] = Field(min_length=1)
-    budget: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    budget: Annotated[int, NO_BOOL, Field(ge=0, le=2**31 - 1)] | None = None
+    workers: Annotated[int, NO_BOOL, Field(ge=1, le=MAX_WORKERS)] = 1
     split_groups: bool = True
     min_n: GroupSize | None = None
     max_n: GroupSize | None = None
@@ -242,8 +270,9 @@ class PromptResult(_Request):
     """One prompt's group outcome: counts, or one reward per rollout."""
 
     prompt_id: Identifier
-    successes: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
-    trials: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
+    successes: Annotated[int, NO_BOOL, Field(ge=0, le=2**31 - 1)] | None = None
+    trials: Annotated[int, NO_BOOL, Field(ge=1, le=2**31 - 1)] | None = None
+    # Binary rewards may be sent as true/false: they count as 1.0/0.0.
     rewards: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         default=None, min_length=1, max_length=MAX_REWARDS_PER_GROUP
     )

@@ -25,6 +25,9 @@ from knapsack_service.metrics import ServiceMetrics
 logger = logging.getLogger("knapsack_service.access")
 
 _UNMATCHED_ROUTE = "unmatched"
+#: Probes and scrapes are never shed: a liveness probe failing because the service is
+#: busy would get a healthy pod restarted exactly when it is needed most.
+_NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class _BodyTooLargeError(Exception):
@@ -95,7 +98,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            rejection = self._reject_early(headers)
+            rejection = self._reject_early(headers, scope["path"])
             if rejection is not None:
                 status, code, message, reason, extra = rejection
                 self.metrics.rejected.labels(reason).inc()
@@ -139,7 +142,7 @@ class ServiceMiddleware:
             request_id_var.reset(token)
 
     def _reject_early(
-        self, headers: dict[bytes, bytes]
+        self, headers: dict[bytes, bytes], path: str
     ) -> tuple[int, str, str, str, dict[str, str] | None] | None:
         length = headers.get(b"content-length")
         if length is not None:
@@ -150,7 +153,7 @@ class ServiceMiddleware:
             if too_large:
                 message = f"body exceeds {self.max_body_bytes} bytes"
                 return 413, "body_too_large", message, "body_too_large", None
-        if self.inflight >= self.max_concurrency:
+        if self.inflight >= self.max_concurrency and path not in _NEVER_SHED:
             message = f"more than {self.max_concurrency} requests in flight; retry shortly"
             return 429, "overloaded", message, "overload", {"Retry-After": "1"}
         return None

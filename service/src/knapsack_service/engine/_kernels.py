@@ -268,9 +268,13 @@ def _search(
 ) -> int:
     """First unit in [left, right) whose gain is not > threshold (not >= if not strict).
 
-    Point mode narrows the range first: with r = max(p, 1-p), s = min(p, 1-p),
-    w s r^N <= gain(N) <= w r^N (w = p (1-p)^2), so two logarithms bound the answer
-    to a few units; one unit of padding absorbs rounding. Then a binary search.
+    Point mode narrows the range first: with r = max(p, 1-p), s = min(p, 1-p) and
+    w = p (1-p)^2, gain(N) = w s r^N (1 + (s/r)^(N-1)) for N >= 1, so
+    w s r^N <= gain(N) <= w s r^N (1 + (s/r)^(N0-1)) for every N >= N0 >= 1. Two
+    logarithms then bound the answer to about three units (one unit of padding on
+    each side absorbs rounding), and a binary search settles it. With lo = 0 the
+    first two units use the concave envelope, so the looser bound gain(N) <= w r^N
+    (which also covers the envelope) is used there.
     """
     if right <= left:
         return left
@@ -281,7 +285,14 @@ def _search(
             # log w = log p + 2 log(1-p): no extra logarithm per prompt.
             log_excess = log_threshold - (c[3] + 2.0 * c[4])
             surely_above = math.floor((log_excess - log_s) / log_r) - 1.0 - lo
-            surely_below = math.ceil(log_excess / log_r) + 1.0 - lo
+            first = lo + left
+            if lo >= 1 and first >= 1:
+                # log(1 + (s/r)^(first-1)) <= (s/r)^(first-1) <= s/r (first >= 2), or
+                # <= 1 (first == 1): an upper bound without a transcendental call.
+                slack = min(c[1], c[2]) / max(c[1], c[2]) if first >= 2 else 1.0
+                surely_below = math.ceil((log_excess - log_s - slack) / log_r) + 1.0 - lo
+            else:
+                surely_below = math.ceil(log_excess / log_r) + 1.0 - lo
             if surely_above > left:
                 left = int(min(surely_above, float(right)))
             if surely_below < right:

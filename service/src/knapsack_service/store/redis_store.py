@@ -28,12 +28,18 @@ import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+
+try:  # hiredis comes with redis[hiredis]; without it redis-py's packer is used
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover
+    _hiredis_pack = None
 
 from knapsack_service.store.base import (
     STEP_TOTAL_FIELDS,
@@ -136,6 +142,31 @@ def _decodes_responses(client: aioredis.Redis | aioredis.RedisCluster) -> bool:
         return bool(client.connection_pool.connection_kwargs.get("decode_responses", False))
 
 
+class LinearPackConnection(aioredis.Connection):
+    """A plain TCP connection whose command packing is linear in the arguments.
+
+    redis-py's asyncio `pack_command` re-joins its growing buffer once per argument
+    (quadratic up to its 6 kB cutoff) in Python: about 0.7 ms for the 1,024 prompt
+    ids of one batch read, and more for a report's 5 arguments per group. hiredis
+    (a declared dependency) packs the same bytes in C; anything it refuses goes
+    through redis-py's own packer, so the bytes on the wire never change.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if len(args) < 16 or _hiredis_pack is None:
+            return super().pack_command(*args)
+        first = args[0]
+        if isinstance(first, str):
+            args = tuple(first.encode().split()) + args[1:]
+        elif b" " in first:
+            args = tuple(first.split()) + args[1:]
+        encode = self.encoder.encode
+        try:
+            return [_hiredis_pack(tuple(map(encode, args)))]
+        except TypeError:  # e.g. a memoryview argument
+            return super().pack_command(*args)
+
+
 def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
     """A `redis.asyncio.Redis` configured for the store.
 
@@ -146,8 +177,12 @@ def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
     its pool and reconnects on the next command by itself, so no new client is
     needed once Redis is back.
     """
+    # Only plain redis:// gets the faster packer: a connection_class argument would
+    # replace the SSL or Unix-socket class that rediss:// and unix:// URLs select.
+    fast = {"connection_class": LinearPackConnection} if url.startswith("redis://") else {}
     return aioredis.Redis.from_url(
         url,
+        **fast,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(

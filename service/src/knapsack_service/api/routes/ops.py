@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from knapsack_client import ErrorResponse
 from knapsack_service.api.deps import StateDep
 from knapsack_service.auth import find_grant
 from knapsack_service.health import refresh_health
@@ -35,7 +36,12 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={401: {"model": ErrorResponse, "description": "Token required by setting"}},
+)
 async def metrics(
     state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Response:

@@ -8,9 +8,11 @@ under the same report_id, so it is applied exactly once later).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _escape_json
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,7 +23,6 @@ from knapsack_client import (
     AllocationRequest,
     AllocationResponse,
     BetaEstimator,
-    ErrorResponse,
     LookupRequest,
     LookupResponse,
     OutcomeAck,
@@ -34,6 +35,7 @@ from knapsack_client import (
     StepSummary,
 )
 from knapsack_service.api.deps import RunIdDep, StateDep
+from knapsack_service.api.responses import RUN_ERRORS, STORE_ERRORS
 from knapsack_service.api.solving import solve_off_loop
 from knapsack_service.errors import ApiError, invalid_field
 from knapsack_service.metrics import DIFFICULTY_BUCKETS
@@ -46,13 +48,6 @@ logger = logging.getLogger("knapsack_service.runs")
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse, "description": "run_not_found"},
-    422: {"model": ErrorResponse},
-}
-REPORT_ERRORS = {**ERRORS, 503: {"model": ErrorResponse, "description": "store unavailable"}}
 
 #: Seconds a trainer should wait before retrying a report the store could not take.
 RETRY_AFTER_SECONDS = "1"
@@ -112,6 +107,61 @@ def _count_allocation(
             metrics.rollouts_by_difficulty.labels(name).inc(int(rollouts[index]))
 
 
+#: One allocation entry as `json.dumps` writes {"prompt_id": .., "n": .., "p_hat": ..}.
+_ALLOCATION_ENTRY = '{"prompt_id": %s, "n": %d, "p_hat": %s}'
+_SHARD_PAIR = "[%d, %d]"
+
+
+def _allocations_json(prompts: list[str], n: np.ndarray, p_hat: np.ndarray) -> str:
+    """`json.dumps` of the allocation list, byte for byte, without the dicts.
+
+    The hot path of an allocation: one string per prompt from a format (ids escaped
+    by the json module's own C escaper, floats by `float.__repr__` as json does, NaN
+    as null) is about twice as fast as building 1024 dicts and encoding them.
+    """
+    float_repr = float.__repr__
+    entries = [
+        _ALLOCATION_ENTRY % (_escape_json(prompt_id), count, "null" if p != p else float_repr(p))
+        for prompt_id, count, p in zip(prompts, n.tolist(), p_hat.tolist(), strict=True)
+    ]
+    return "[" + ", ".join(entries) + "]"
+
+
+def _shards_json(shards: list[list[tuple[int, int]]] | None) -> str:
+    if shards is None:
+        return "null"
+    rows = ["[" + ", ".join([_SHARD_PAIR % pair for pair in shard]) + "]" for shard in shards]
+    return "[" + ", ".join(rows) + "]"
+
+
+def _allocation_json(
+    request: AllocationRequest,
+    strategy: str,
+    budget: int,
+    solution: Solution,
+    p_hat: np.ndarray,
+    *,
+    degraded: bool = False,
+    reason: str | None = None,
+) -> str:
+    """The answer's JSON text, identical to `json.dumps(_allocation_body(...))`."""
+    head = json.dumps({"step": request.step})[:-1]
+    tail = json.dumps(
+        {
+            "imbalance": solution.imbalance,
+            "strategy": strategy,
+            "budget": budget,
+            "value": solution.value,
+            "solve_seconds": solution.solve_seconds,
+            "degraded": degraded,
+            "reason": reason,
+        }
+    )[1:]
+    allocations = _allocations_json(request.prompts, solution.n, p_hat)
+    shards = _shards_json(solution.shards)
+    return f'{head}, "allocations": {allocations}, "shards": {shards}, {tail}'
+
+
 def _allocation_body(
     request: AllocationRequest,
     strategy: str,
@@ -122,7 +172,7 @@ def _allocation_body(
     degraded: bool = False,
     reason: str | None = None,
 ) -> dict[str, Any]:
-    """The answer as plain JSON types; built by hand because it is the hot path."""
+    """The answer as plain JSON types (the reference `_allocation_json` reproduces)."""
     n_values = solution.n.tolist()
     p_values = [None if p != p else p for p in p_hat.tolist()]  # NaN -> null
     allocations = [
@@ -154,7 +204,11 @@ async def _read_settings(state: ServiceState, run_id: str, operation: str) -> Ru
     return parse_settings(raw)
 
 
-@router.put("/{run_id}", response_model=RunInfo, responses=REPORT_ERRORS)
+@router.put(
+    "/{run_id}",
+    response_model=RunInfo,
+    responses={**STORE_ERRORS, 201: {"model": RunInfo, "description": "Run created"}},
+)
 async def put_run(
     run_id: RunIdDep,
     state: StateDep,
@@ -174,7 +228,7 @@ async def put_run(
     return JSONResponse(info.model_dump(mode="json"), status_code=201 if created else 200)
 
 
-@router.get("/{run_id}", response_model=RunInfo, responses=REPORT_ERRORS)
+@router.get("/{run_id}", response_model=RunInfo, responses=STORE_ERRORS)
 async def get_run(run_id: RunIdDep, state: StateDep) -> RunInfo:
     """A run's settings and counters."""
     settings = await _read_settings(state, run_id, "get_settings")
@@ -186,7 +240,7 @@ async def get_run(run_id: RunIdDep, state: StateDep) -> RunInfo:
     return RunInfo(run_id=run_id, settings=settings, counters=RunCounters(**counters))
 
 
-@router.delete("/{run_id}", responses=REPORT_ERRORS)
+@router.delete("/{run_id}", responses=STORE_ERRORS)
 async def delete_run(run_id: RunIdDep, state: StateDep) -> dict[str, Any]:
     """Remove every key of the run (settings, statistics, summaries, report ids)."""
     try:
@@ -199,7 +253,7 @@ async def delete_run(run_id: RunIdDep, state: StateDep) -> dict[str, Any]:
     return {"run_id": run_id, "deleted": True}
 
 
-@router.post("/{run_id}/allocations", response_model=AllocationResponse, responses=ERRORS)
+@router.post("/{run_id}/allocations", response_model=AllocationResponse, responses=RUN_ERRORS)
 async def allocate(run_id: RunIdDep, request: AllocationRequest, state: StateDep) -> Response:
     """Group size per prompt for this step, from the run's statistics."""
     if len(request.prompts) > state.settings.max_prompts:
@@ -222,15 +276,22 @@ async def allocate(run_id: RunIdDep, request: AllocationRequest, state: StateDep
         rates=estimates.p_hat,
         posterior=estimates.posterior if bayes else None,
     )
-    try:
-        await state.store.record_allocation(run_id, request.step, solution.n, estimates.p_hat)
-    except StoreUnavailable as exc:  # the answer stands; only the summary misses it
-        _record_store_error(state, "record_allocation", exc)
-    _count_allocation(state, solve_request.strategy, solution.n, estimates.p_hat, False)
-    body = _allocation_body(
-        request, solve_request.strategy, int(solve_request.budget), solution, estimates.p_hat
+    # The summary write goes out first and its round trip overlaps the encoding of the
+    # answer; the answer still waits for it, so a summary read afterwards sees it.
+    recording = asyncio.ensure_future(
+        state.store.record_allocation(run_id, request.step, solution.n, estimates.p_hat)
     )
-    return Response(json.dumps(body), media_type="application/json")
+    try:
+        _count_allocation(state, solve_request.strategy, solution.n, estimates.p_hat, False)
+        text = _allocation_json(
+            request, solve_request.strategy, int(solve_request.budget), solution, estimates.p_hat
+        )
+    finally:
+        try:
+            await recording
+        except StoreUnavailable as exc:  # the answer stands; only the summary misses it
+            _record_store_error(state, "record_allocation", exc)
+    return Response(text, media_type="application/json")
 
 
 async def _degraded_allocation(
@@ -241,13 +302,13 @@ async def _degraded_allocation(
     p_hat = np.full(len(request.prompts), np.nan)
     state.metrics.degraded.labels("store_unavailable").inc()
     _count_allocation(state, "uniform", solution.n, p_hat, True)
-    body = _allocation_body(
+    text = _allocation_json(
         request, "uniform", int(fallback.budget), solution, p_hat, degraded=True, reason=reason
     )
-    return Response(json.dumps(body), media_type="application/json")
+    return Response(text, media_type="application/json")
 
 
-@router.post("/{run_id}/outcomes", response_model=OutcomeAck, responses=REPORT_ERRORS)
+@router.post("/{run_id}/outcomes", response_model=OutcomeAck, responses=STORE_ERRORS)
 async def report_outcomes(run_id: RunIdDep, report: OutcomeReport, state: StateDep) -> OutcomeAck:
     """Apply a report once, all or nothing (deduplicated by report_id)."""
     if len(report.results) > state.settings.max_prompts:
@@ -297,7 +358,7 @@ def _update_run_gauges(state: ServiceState, run_id: str, step: int, result: Any)
     metrics.run_last_step.labels(label).set(step)
 
 
-@router.post("/{run_id}/prompts/lookup", response_model=LookupResponse, responses=REPORT_ERRORS)
+@router.post("/{run_id}/prompts/lookup", response_model=LookupResponse, responses=STORE_ERRORS)
 async def lookup(run_id: RunIdDep, request: LookupRequest, state: StateDep) -> LookupResponse:
     """Raw cumulative counts and the run's current estimate of each prompt."""
     if len(request.prompt_ids) > state.settings.max_prompts:
@@ -347,7 +408,7 @@ def _window_numbers(settings: RunSettings, batch: Any, index: int) -> tuple[int,
     return int(successes[0]), int(count[0])
 
 
-@router.get("/{run_id}/summary", response_model=RunSummary, responses=REPORT_ERRORS)
+@router.get("/{run_id}/summary", response_model=RunSummary, responses=STORE_ERRORS)
 async def summary(
     run_id: RunIdDep,
     state: StateDep,

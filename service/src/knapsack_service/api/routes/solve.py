@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from knapsack_client import ErrorResponse, SolveRequest, SolveResponse
+from knapsack_client import SolveRequest, SolveResponse
 from knapsack_service.api.deps import GrantDep, StateDep
+from knapsack_service.api.responses import V1_ERRORS
 from knapsack_service.api.solving import solve_off_loop
 from knapsack_service.errors import invalid_field
 
 router = APIRouter(prefix="/v1", tags=["solve"])
 
-ERRORS = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-}
 
-
-@router.post("/solve", response_model=SolveResponse, responses=ERRORS)
+@router.post("/solve", response_model=SolveResponse, responses=V1_ERRORS)
 async def solve_endpoint(request: SolveRequest, state: StateDep, _: GrantDep) -> SolveResponse:
     """Allocate `budget` rollouts over the given prompts with the chosen strategy."""
     if request.prompt_count > state.settings.max_prompts:

@@ -1,0 +1,33 @@
+"""Error statuses each route documents in the OpenAPI document.
+
+Every `/v1` route can answer 400 (body not JSON), 401/403 (tokens), 413 (body too
+large, refused by the middleware), 422 (validation) and 429 (overload); routes on a
+run add 404 `run_not_found`, and routes that need the store add 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knapsack_client import ErrorResponse
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+V1_ERRORS: Responses = {
+    400: _error("Body is not valid JSON (not UTF-8, malformed, nested too deep)"),
+    401: _error("Missing or unknown bearer token"),
+    403: _error("The token may not access this run"),
+    413: _error("Body larger than KRL_MAX_BODY_BYTES"),
+    422: _error("Invalid request; details name the field"),
+    429: _error("More than KRL_MAX_CONCURRENCY requests in flight; retry after Retry-After"),
+}
+RUN_ERRORS: Responses = {**V1_ERRORS, 404: _error("run_not_found: PUT the run first")}
+STORE_ERRORS: Responses = {
+    **RUN_ERRORS,
+    503: _error("Statistics store unavailable; nothing changed, retry after Retry-After"),
+}
