@@ -51,6 +51,7 @@ from knapsack_service.store.cluster import build_cluster_client, is_cluster_url
 from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import (
+    EMPTY_RECORD_BYTES,
     allocation_increments,
     decode_records,
     summary_from_fields,
@@ -220,7 +221,6 @@ class RedisStore:
         # register_script once: the AsyncScript runs EVALSHA and reloads the script
         # on NoScriptError (after a Redis restart or failover).
         self._apply_script = client.register_script(_load_script("apply_report.lua"))
-        self._read_script = client.register_script(_load_script("read_batch.lua"))
         self._allocation_script = client.register_script(_load_script("record_allocation.lua"))
         self._summary_script = client.register_script(_load_script("read_summary.lua"))
         self._delete_script = client.register_script(_load_script("delete_run.lua"))
@@ -277,16 +277,27 @@ class RedisStore:
     async def read_batch(
         self, run_id: str, prompt_ids: Sequence[str]
     ) -> tuple[str | None, PromptBatch]:
-        """Settings and the records of `prompt_ids` in one script call."""
+        """Settings and the records of `prompt_ids` in one round trip (GET + HMGET).
+
+        A plain pipeline, not a script: Redis serves HMGET of 1,024 fields about four
+        times faster than the same reads inside Lua, and both keys share the run's
+        slot, so it works on a cluster too. Unseen prompts get the empty record and
+        the batch is decoded with one numpy view.
+        """
         keys = RunKeys(run_id)
         with _translated(run_id):
-            exists, settings, blob = await self._read_script(
-                keys=[keys.settings, keys.prompts], args=[_encode(p) for p in prompt_ids]
-            )
+            if not prompt_ids:  # HMGET needs at least one field
+                settings, values = await self._client.get(keys.settings), []
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.get(keys.settings)
+                    pipe.hmget(keys.prompts, [_encode(p) for p in prompt_ids])
+                    settings, values = await pipe.execute()
+        blob = b"".join([value if value is not None else EMPTY_RECORD_BYTES for value in values])
         batch = decode_records(blob)
         if len(batch) != len(prompt_ids):
             raise StoreError(f"read {len(batch)} records for {len(prompt_ids)} prompt ids")
-        return (settings.decode("utf-8") if exists else None), batch
+        return (None if settings is None else settings.decode("utf-8")), batch
 
     async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
         """Apply a report atomically and exactly once (see `lua/apply_report.lua`)."""
