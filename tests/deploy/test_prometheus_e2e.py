@@ -8,10 +8,8 @@ where the `prometheus` binary is absent (apt-get install prometheus).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -24,9 +22,10 @@ from tests.deploy._deploy_files import (
     RULES_FILE,
     RUN_ID,
     drive_traffic,
-    free_port,
     load_deploy_check,
 )
+from tests.support.redis_server import find_free_port
+from tests.support.service_process import ServiceProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -71,41 +70,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KRL_")}
-    env.update({"KRL_API_TOKENS": "", "KRL_LOG_LEVEL": "warning"})
-    log = tmp_path_factory.mktemp("service") / "service.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "knapsack_service.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        # Readiness includes the numba kernels: a cold cache compiles them first.
-        wait_for(
-            "service ready",
-            lambda: httpx.get(f"{url}/readyz").status_code == 200 or None,
-            180.0,
-            proc,
-        )
-        yield url
-    finally:
-        stop(proc)
+def service_url() -> Iterator[str]:
+    with ServiceProcess({"KRL_LOG_LEVEL": "warning"}) as service:
+        yield service.url
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +89,7 @@ def prometheus_url(service_url: str, tmp_path_factory: pytest.TempPathFactory) -
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
+    port = find_free_port()
     with (workdir / "prometheus.log").open("wb") as out:
         proc = subprocess.Popen(
             [

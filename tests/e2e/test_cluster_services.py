@@ -10,21 +10,16 @@ exactly once.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from knapsack_service.store.keys import RunKeys
 from tests.support.redis_cluster import LocalRedisCluster
-from tests.support.redis_server import find_free_port
+from tests.support.service_process import ServiceProcess
 
 # Two service processes take 8-20 s to import and warm their kernels on a shared
 # 2-core machine, so this is a slow test (run with `-m slow`).
@@ -33,66 +28,29 @@ pytestmark = pytest.mark.slow
 THREADS = 4
 REPORTS_PER_THREAD = 12
 PROMPTS = [f"prompt-{i}" for i in range(10)]
-READY_TIMEOUT_S = 180.0  # a cold numba cache compiles the kernels before /readyz says ok
-
-
-def service_command(port: int) -> list[str]:
-    script = Path(sys.executable).with_name("knapsack-service")
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "knapsack_service.cli"]
-    return [*head, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"service exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"service {url} not ready within {READY_TIMEOUT_S:.0f} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
-def service_urls(
-    redis_cluster: LocalRedisCluster,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[list[str]]:
-    """Two services on free ports, each seeded with a different master of the cluster."""
+def service_urls(redis_cluster: LocalRedisCluster) -> Iterator[list[str]]:
+    """Two services, each seeded with a different master of the cluster."""
     redis_cluster.flush()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KRL_")}
-    env.update({"KRL_API_TOKENS": "", "KRL_LOG_LEVEL": "warning", "KRL_REDIS_CLUSTER": "true"})
-    procs: list[tuple[subprocess.Popen, Path, str]] = []
+    services = [
+        ServiceProcess(
+            {
+                "KRL_REDIS_URL": f"redis://127.0.0.1:{seed_port}/0",
+                "KRL_REDIS_CLUSTER": "true",
+                "KRL_LOG_LEVEL": "warning",
+            }
+        )
+        for seed_port in redis_cluster.ports[:2]
+    ]
     try:
-        for seed_port in redis_cluster.ports[:2]:
-            port = find_free_port()
-            log = tmp_path_factory.mktemp("service") / "service.log"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    service_command(port),
-                    env={**env, "KRL_REDIS_URL": f"redis://127.0.0.1:{seed_port}/0"},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append((proc, log, f"http://127.0.0.1:{port}"))
-        for proc, log, url in procs:
-            wait_ready(url, proc, log)
-        yield [url for _, _, url in procs]
+        for service in services:  # both import and warm up at the same time
+            service.launch()
+        yield [service.wait_ready().url for service in services]
     finally:
-        for proc, _, _ in procs:
-            stop(proc)
+        for service in services:
+            service.close()
 
 
 def runs_on_distinct_masters(cluster: LocalRedisCluster) -> list[str]:

@@ -56,7 +56,7 @@ from tests.reliability.chaos_trainer import (
     read_lines,
     read_truth,
 )
-from tests.reliability.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]

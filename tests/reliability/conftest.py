@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.reliability.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 from tests.support.fixtures import redis_server, redis_url  # noqa: F401
 from tests.support.redis_server import RedisServer
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.reliability.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 
 MAX_BODY = 4096
 MAX_CONCURRENCY = 2

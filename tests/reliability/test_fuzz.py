@@ -15,7 +15,7 @@ import pytest
 
 from tests.reliability.conftest import flush
 from tests.reliability.fuzzing import FuzzResult, read_har, run_round, server_tracebacks
-from tests.reliability.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
 
 TOKEN = "fuzz-token-5b1f0c"

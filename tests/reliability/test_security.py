@@ -21,7 +21,7 @@ from tests.reliability.bad_inputs import (
     send_all,
 )
 from tests.reliability.conftest import flush
-from tests.reliability.service_process import ServiceProcess
+from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

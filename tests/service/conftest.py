@@ -13,7 +13,15 @@ from knapsack_service.settings import Settings
 
 def make_settings(**overrides: object) -> Settings:
     """Settings for a test app, independent of the environment's KRL_ variables."""
-    base: dict[str, object] = {"redis_url": None, "api_tokens": "", "max_prompts": 100_000}
+    # A generous Redis timeout: on a busy CI machine (or while numba compiles in the
+    # background) a 0.5 s reply deadline turns a slow answer into a spurious 503.
+    # Outage tests set a short one explicitly.
+    base: dict[str, object] = {
+        "redis_url": None,
+        "api_tokens": "",
+        "max_prompts": 100_000,
+        "redis_timeout": 5.0,
+    }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
 

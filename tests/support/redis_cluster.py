@@ -19,12 +19,12 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from types import TracebackType
 
 import pytest
 import redis
 from redis.crc import key_slot
 
+from tests.support.processes import ManagedProcess
 from tests.support.redis_server import RedisServer, find_free_port
 
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
@@ -33,7 +33,7 @@ READY_TIMEOUT = 20.0
 NODE_TIMEOUT_MS = 2000
 
 
-class LocalRedisCluster:
+class LocalRedisCluster(ManagedProcess):
     """Three cluster-mode redis-server processes joined into one cluster, no replicas.
 
     Args:
@@ -143,17 +143,6 @@ class LocalRedisCluster:
         """Stop every node and remove its directory."""
         for node in self.nodes:
             node.close()
-
-    def __enter__(self) -> LocalRedisCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.support.processes import ManagedProcess, terminate
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 START_TIMEOUT = 10.0
@@ -39,7 +40,7 @@ def ping(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """One redis-server process; usable as a context manager.
 
     Args:
@@ -110,13 +111,7 @@ class RedisServer:
         if self.process is None:
             return
         self.resume()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, grace=10)
         self.process = None
 
     def kill(self) -> None:
@@ -157,17 +152,6 @@ class RedisServer:
         """Stop the server and remove its directory."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["RedisServer", "find_free_port", "ping"]

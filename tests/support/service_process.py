@@ -15,17 +15,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
+from tests.support.processes import ManagedProcess, terminate
 from tests.support.redis_server import find_free_port
 
 #: Seconds to wait for /readyz (a cold numba cache compiles kernels first).
 READY_TIMEOUT = 120.0
 
 
-class ServiceProcess:
+class ServiceProcess(ManagedProcess):
     """One `knapsack-service serve` process; usable as a context manager.
 
     Args:
@@ -61,6 +61,10 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         """Start the service and wait until /readyz answers 200."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting (start several, then `wait_ready` each)."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("KRL_")}
         env.update({"KRL_LOG_LEVEL": "info", **self.env})
         command = [
@@ -69,6 +73,11 @@ class ServiceProcess:
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        return self
+
+    def wait_ready(self) -> ServiceProcess:
+        """Wait until /readyz answers 200; raise if the process exits or time runs out."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -86,13 +95,7 @@ class ServiceProcess:
         """SIGTERM (graceful shutdown), SIGKILL after 15 s."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, grace=15)
         self.process = None
 
     def log_text(self) -> str:
@@ -111,17 +114,6 @@ class ServiceProcess:
         self.stop()
         if self._own_log:
             self.log_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["READY_TIMEOUT", "ServiceProcess"]
