@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.reliability.bad_inputs import SERVICE_ENV, send_all  # noqa: E402
-from tests.reliability.service_process import ServiceProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.service_process import ServiceProcess  # noqa: E402
 
 
 def main() -> int:

@@ -28,8 +28,8 @@ from tests.reliability.fuzzing import (  # noqa: E402
     run_round,
     server_tracebacks,
 )
-from tests.reliability.service_process import ServiceProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.service_process import ServiceProcess  # noqa: E402
 
 TOKEN = "fuzz-full-token-7e6d5c"
 

@@ -32,8 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.service_process import ServiceProcess  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.service_process import ServiceProcess  # noqa: E402
 
 PROMPTS = [f"load-prompt-{i:04d}" for i in range(256)]
 RUN = "load-run"

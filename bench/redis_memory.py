@@ -38,7 +38,6 @@ from knapsack_service.store import (
     Store,
 )
 from knapsack_service.store.keys import RunKeys
-
 from tests.support.redis_server import RedisServer
 
 TRIALS_PER_GROUP = 8

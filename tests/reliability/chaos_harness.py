@@ -56,8 +56,8 @@ from tests.reliability.chaos_trainer import (
     read_lines,
     read_truth,
 )
-from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
+from tests.support.service_process import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "chaos-run"

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from tests.support.service_process import ServiceProcess
 from tests.support.fixtures import redis_server, redis_url  # noqa: F401
 from tests.support.redis_server import RedisServer
+from tests.support.service_process import ServiceProcess
 
 ServiceFactory = Callable[..., ServiceProcess]
 

@@ -15,8 +15,8 @@ import pytest
 
 from tests.reliability.conftest import flush
 from tests.reliability.fuzzing import FuzzResult, read_har, run_round, server_tracebacks
-from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
+from tests.support.service_process import ServiceProcess
 
 TOKEN = "fuzz-token-5b1f0c"
 SEED = 20250601

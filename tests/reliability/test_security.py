@@ -21,8 +21,8 @@ from tests.reliability.bad_inputs import (
     send_all,
 )
 from tests.reliability.conftest import flush
-from tests.support.service_process import ServiceProcess
 from tests.support.redis_server import RedisServer
+from tests.support.service_process import ServiceProcess
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCOPED = {"Authorization": f"Bearer {SCOPED_TOKEN}"}
