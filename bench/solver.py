@@ -3,6 +3,7 @@
     python bench/solver.py            # tables
     python bench/solver.py --json     # one JSON line per case
     python bench/solver.py --quick    # skip the slowest reference DP (1024 / 8192)
+    python bench/solver.py --paper-ab # only the paper batch: one-call path vs general path
 
 Both solvers run in this process on the same inputs (numba kernels, compiled first;
 the compile / cache-load time is reported on its own line). Small cases report the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from knapsack_service.engine import (
     solve_reference_cost_dp,
     solve_reference_dp,
     solve_unit_cost,
+    strategies,
     warm_up,
 )
 
@@ -96,6 +99,57 @@ def unit_cost_cases(quick: bool) -> list[dict]:
     return rows
 
 
+def paper_batch_ab(calls: int = 3000) -> list[dict]:
+    """The paper's batch through `allocate("knapsack", ...)`: one-call path vs general path.
+
+    256 prompts, budget 2048, N in [2, 128], rates on the 1/16 grid (0 and 1 included),
+    about 10% unseen, fallback off and on. The general path is the same `allocate`
+    with the one-call small-batch path declined; calls alternate between the two
+    (medians), so load on the shared machine hits both alike. Answers must agree.
+    """
+    rng = np.random.default_rng(2509)
+    rates = rng.binomial(16, rng.random(256)) / 16.0
+    rates[rng.random(256) < 0.1] = np.nan
+    one_call = strategies._knapsack_small
+    rows = []
+    for fallback in (False, True):
+
+        def call(fallback: bool = fallback) -> object:
+            return allocate("knapsack", rates, 2048, min_n=MIN_N, max_n=MAX_N, fallback=fallback)
+
+        times: dict[str, list[float]] = {"general": [], "one_call": []}
+        answers = {}
+        for index in range(calls):
+            for path in ("general", "one_call") if index % 2 else ("one_call", "general"):
+                strategies._knapsack_small = one_call if path == "one_call" else _decline
+                try:
+                    started = time.perf_counter()
+                    result = call()
+                    times[path].append(time.perf_counter() - started)
+                finally:
+                    strategies._knapsack_small = one_call
+                answers[path] = result
+        same = (
+            answers["general"].n.tobytes() == answers["one_call"].n.tobytes()
+            and answers["general"].value == answers["one_call"].value
+        )
+        rows.append(
+            {
+                "case": f"paper batch 256/2048 fallback={fallback}",
+                "general_seconds": statistics.median(times["general"]),
+                "one_call_seconds": statistics.median(times["one_call"]),
+                "identical": same,
+                "calls": calls,
+                "load_average": list(os.getloadavg()),
+            }
+        )
+    return rows
+
+
+def _decline(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
 def cost_cases() -> list[dict]:
     rows = []
     rng = np.random.default_rng(7)
@@ -137,10 +191,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
     parser.add_argument("--quick", action="store_true", help="skip the 1024/8192 reference DP")
+    parser.add_argument("--paper-ab", action="store_true", help="only the paper batch A/B")
     args = parser.parse_args()
 
     compile_seconds = warm_up()
     warm_seconds = warm_up()
+    if args.paper_ab:
+        for row in paper_batch_ab():
+            if args.json:
+                print(json.dumps(row))
+            else:
+                print(
+                    f"{row['case']}: general path {_fmt(row['general_seconds'])} ms, "
+                    f"one call {_fmt(row['one_call_seconds'])} ms, identical={row['identical']}, "
+                    f"load {row['load_average']}"
+                )
+        return
     units = unit_cost_cases(args.quick)
     costs = cost_cases()
     if args.json:

@@ -20,8 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from knapsack_service.engine import _kernels_small as ks
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
-from knapsack_service.engine.solve import objective, solve_cost_aware, solve_unit_cost
+from knapsack_service.engine.solve import (
+    HEAP_WORK_LIMIT,
+    objective,
+    solve_cost_aware,
+    solve_unit_cost,
+)
 
 STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
 DEFAULT_N = 8
@@ -91,6 +97,18 @@ def allocate(
     default_n = min(_check_count(default_n, "default_n"), max_n)
     positive = min(_check_count(min_n if positive_n is None else positive_n, "positive_n"), max_n)
     negative = min(_check_count(min_n if negative_n is None else negative_n, "negative_n"), max_n)
+    if (
+        strategy == "knapsack"
+        and success_rates is not None
+        and posterior is None
+        and costs is None
+        and method in ("auto", "heap")
+    ):
+        small = _knapsack_small(
+            success_rates, budget, min_n, max_n, default_n, positive, negative, fallback, method
+        )
+        if small is not None:
+            return small
     rates = _check_rates(success_rates)
     post = _check_posterior(posterior)
     if rates is None and post is None:
@@ -196,6 +214,47 @@ def _check_budget(budget: float, *, integral: bool) -> float:
 
 
 # --------------------------------------------------------------------------- strategies
+
+
+def _knapsack_small(
+    success_rates: np.ndarray,
+    budget: float,
+    min_n: int,
+    max_n: int,
+    default_n: int,
+    positive: int,
+    negative: int,
+    fallback: bool,
+    method: str,
+) -> AllocationResult | None:
+    """The knapsack strategy in one numba call (`_kernels_small`), or None.
+
+    None hands the call back to the general path: an invalid budget or a malformed
+    array (whose errors that path raises in its order), or a batch large enough that
+    `solve_unit_cost` might choose the threshold path (`budget` bounds every extra
+    and `M` every middle class, so below the limit the heap runs either way, and the
+    allocation is the one `_knapsack` / `_fallback` would return).
+    """
+    rates = np.ascontiguousarray(success_rates, dtype=np.float64)
+    if rates.ndim != 1:
+        return None
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(value) and value >= 0.0 and value.is_integer()):
+        return None
+    whole = int(value)
+    if method == "auto" and whole * math.log2(rates.size + 1) > HEAP_WORK_LIMIT:
+        return None
+    code, n, terms, low, high = ks.knapsack_small(
+        rates, whole, min_n, max_n, default_n, positive, negative, bool(fallback)
+    )
+    if code == ks.BAD_RATES:
+        raise EngineInputError("success rates must lie in [0, 1]", field="success_rates")
+    if code == ks.INFEASIBLE:
+        raise InfeasibleBudget(whole, low, high)
+    return AllocationResult(n=n, value=float(terms.sum()))
 
 
 def _spread(total: int, count: int) -> np.ndarray:

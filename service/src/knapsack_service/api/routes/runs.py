@@ -107,24 +107,54 @@ def _count_allocation(
             metrics.rollouts_by_difficulty.labels(name).inc(int(rollouts[index]))
 
 
-#: One allocation entry as `json.dumps` writes {"prompt_id": .., "n": .., "p_hat": ..}.
-_ALLOCATION_ENTRY = '{"prompt_id": %s, "n": %d, "p_hat": %s}'
+#: Pieces of one allocation entry as `json.dumps` writes {"prompt_id": .., "n": ..,
+#: "p_hat": ..}; `_ENTRY_NEXT` closes one entry and opens the next.
+_ENTRY_OPEN = '{"prompt_id": '
+_ENTRY_NEXT = '}, {"prompt_id": '
+_ENTRY_N = ', "n": '
+_ENTRY_P = ', "p_hat": '
 _SHARD_PAIR = "[%d, %d]"
+#: Decimal texts of small counts: a list lookup is several times faster than `str`.
+_COUNT_TEXTS = [str(count) for count in range(1025)]
+
+
+def _float_texts(values: np.ndarray) -> list[str]:
+    """`json.dumps` text of each float (NaN as null), one `repr` per distinct value.
+
+    Distinct by bit pattern (a view as int64), so -0.0 and 0.0 keep their own texts;
+    estimates repeat a lot (window counts give a few dozen distinct rates).
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    unique, inverse = np.unique(bits, return_inverse=True)
+    float_repr = float.__repr__
+    texts = ["null" if v != v else float_repr(v) for v in unique.view(np.float64).tolist()]
+    return list(map(texts.__getitem__, inverse.tolist()))
 
 
 def _allocations_json(prompts: list[str], n: np.ndarray, p_hat: np.ndarray) -> str:
     """`json.dumps` of the allocation list, byte for byte, without the dicts.
 
-    The hot path of an allocation: one string per prompt from a format (ids escaped
-    by the json module's own C escaper, floats by `float.__repr__` as json does, NaN
-    as null) is about twice as fast as building 1024 dicts and encoding them.
+    The hot path of an allocation: the text is joined from pieces made by C-level
+    maps and slice assignment (ids escaped by the json module's own C escaper,
+    counts from a table of texts, floats by `float.__repr__` once per distinct value
+    as json does, NaN as null), several times faster than one `%` format per prompt.
+    The reference is `json.dumps(_allocation_body(...))` (tests/service).
     """
-    float_repr = float.__repr__
-    entries = [
-        _ALLOCATION_ENTRY % (_escape_json(prompt_id), count, "null" if p != p else float_repr(p))
-        for prompt_id, count, p in zip(prompts, n.tolist(), p_hat.tolist(), strict=True)
-    ]
-    return "[" + ", ".join(entries) + "]"
+    m = len(prompts)
+    counts = n.tolist()
+    if len(counts) != m or len(p_hat) != m:
+        raise ValueError("prompts, n and p_hat differ in length")
+    if not m:
+        return "[]"
+    pieces: list[str] = [_ENTRY_NEXT] * (6 * m)
+    pieces[0] = _ENTRY_OPEN
+    pieces[1::6] = list(map(_escape_json, prompts))
+    pieces[2::6] = [_ENTRY_N] * m
+    small = int(n.max()) < len(_COUNT_TEXTS) and int(n.min()) >= 0
+    pieces[3::6] = list(map(_COUNT_TEXTS.__getitem__ if small else str, counts))
+    pieces[4::6] = [_ENTRY_P] * m
+    pieces[5::6] = _float_texts(p_hat)
+    return "[" + "".join(pieces) + "}]"
 
 
 def _shards_json(shards: list[list[tuple[int, int]]] | None) -> str:

@@ -50,24 +50,39 @@ local retention = whole(ARGV[4], 1, 2^40, 'retention')
 local count = whole(ARGV[5], 1, 2^31, 'group count')
 if #ARGV ~= HEAD + PER_GROUP * count then fail('expected ' .. count .. ' groups') end
 
+-- The checks of `whole` inlined on the hot path; a failing value goes through
+-- `whole` itself, which raises the message.
+local floor, tonumber_, huge = math.floor, tonumber, math.huge
 local pids, succ, trials, tokens, zerovar = {}, {}, {}, {}, {}
 for g = 1, count do
   local base = HEAD + PER_GROUP * (g - 1)
   pids[g] = ARGV[base + 1]
-  local t = whole(ARGV[base + 3], 1, MAX_COUNT, 'trials')
-  succ[g] = whole(ARGV[base + 2], 0, t, 'successes')
+  local t = tonumber_(ARGV[base + 3])
+  if t == nil or t ~= floor(t) or t < 1 or t > MAX_COUNT then
+    t = whole(ARGV[base + 3], 1, MAX_COUNT, 'trials')
+  end
+  local s = tonumber_(ARGV[base + 2])
+  if s == nil or s ~= floor(s) or s < 0 or s > t then
+    s = whole(ARGV[base + 2], 0, t, 'successes')
+  end
+  succ[g] = s
   trials[g] = t
   local m = ARGV[base + 4]
   if m == '' then
     tokens[g] = false
   else
-    m = tonumber(m)
-    if m == nil or not (m >= 0 and m < math.huge) then fail('mean tokens must be finite and >= 0') end
+    m = tonumber_(m)
+    if m == nil or not (m >= 0 and m < huge) then fail('mean tokens must be finite and >= 0') end
     tokens[g] = m
   end
   local z = ARGV[base + 5]
-  if z ~= '0' and z ~= '1' then fail('zero_variance must be 0 or 1') end
-  zerovar[g] = (z == '1')
+  if z == '1' then
+    zerovar[g] = true
+  elseif z == '0' then
+    zerovar[g] = false
+  else
+    fail('zero_variance must be 0 or 1')
+  end
 end
 
 -- 2. The run must exist; a report id seen within the retention window is a duplicate.
@@ -98,32 +113,66 @@ for first = 1, #unique, CHUNK do
 end
 
 local EMPTY = struct.pack(RECORD, 0, 0, 0, 0, 0, 0, 0, -1, -1)
+local unpack_record, pack_record = struct.unpack, struct.pack
+
+-- Ring bits of a group depend on (successes, trials) only; a report repeats few
+-- pairs (group sizes are alike), so each pair's bits are computed once per call.
+local ring_cache = {}
+local function ring_bits(s, t)
+  local key = (t <= 65536) and (t * 65537 + s) or nil
+  if key then
+    local cached = ring_cache[key]
+    if cached then return cached end
+  end
+  local bits, place = 0, 1
+  for j = 0, math.min(t, RING_BITS) - 1 do
+    if floor((j + 1) * s / t) > floor(j * s / t) then bits = bits + place end
+    place = place * 2
+  end
+  if key then ring_cache[key] = bits end
+  return bits
+end
+
+-- Powers of two are exact either way; the decay factors repeat across prompts.
+local POW2 = {}
+for k = 0, RING_BITS do POW2[k] = 2 ^ k end
+local factors = {}
+local function decay_power(k)
+  local f = factors[k]
+  if f == nil then
+    f = decay ^ k
+    factors[k] = f
+  end
+  return f
+end
 
 local function apply(raw, s, t, m)
-  local rs, rt, ring, tt, bs, bf, mean, bstep, last = struct.unpack(RECORD, raw)
+  local rs, rt, ring, tt, bs, bf, mean, bstep, last = unpack_record(RECORD, raw)
   rs = rs + s
   rt = rt + t
 
-  local bits, place = 0, 1
-  for j = 0, math.min(t, RING_BITS) - 1 do
-    if math.floor((j + 1) * s / t) > math.floor(j * s / t) then bits = bits + place end
-    place = place * 2
-  end
+  local bits = ring_bits(s, t)
   if t >= RING_BITS then
     ring = bits
   else
-    ring = (ring % 2 ^ (RING_BITS - t)) * 2 ^ t + bits
+    ring = (ring % POW2[RING_BITS - t]) * POW2[t] + bits
   end
 
   if step > bstep then
-    local factor = decay ^ (step - bstep)
+    local factor = decay_power(step - bstep)
     bs = bs * factor
     bf = bf * factor
     bstep = step
   end
-  local weight = decay ^ (bstep - step)
-  bs = bs + s * weight
-  bf = bf + (t - s) * weight
+  if bstep == step then
+    -- decay ^ 0 == 1 exactly: the weighted sums below are the plain ones.
+    bs = bs + s
+    bf = bf + (t - s)
+  else
+    local weight = decay ^ (bstep - step)
+    bs = bs + s * weight
+    bf = bf + (t - s) * weight
+  end
 
   if m then
     if tt == 0 then
@@ -138,36 +187,41 @@ local function apply(raw, s, t, m)
     error({err = 'KRL_OVERFLOW cumulative trials exceed 2^48 - 1'})
   end
   if step > last then last = step end
-  return struct.pack(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last)
+  return pack_record(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last)
 end
 
-local totals = {rollouts = 0, groups = 0, successes = 0, effective_rollouts = 0,
-  all_success_groups = 0, all_failure_groups = 0, zero_variance_groups = 0,
-  all_success_rollouts = 0, all_failure_rollouts = 0}
+local rollouts, successes, effective, zero_variance = 0, 0, 0, 0
+local all_success_groups, all_failure_groups = 0, 0
+local all_success_rollouts, all_failure_rollouts = 0, 0
 for g = 1, count do
   local s, t, pid = succ[g], trials[g], pids[g]
   current[pid] = apply(current[pid] or EMPTY, s, t, tokens[g])
-  totals.rollouts = totals.rollouts + t
-  totals.groups = totals.groups + 1
-  totals.successes = totals.successes + s
-  if s > 0 and s < t then totals.effective_rollouts = totals.effective_rollouts + t end
+  rollouts = rollouts + t
+  successes = successes + s
   if s == t then
-    totals.all_success_groups = totals.all_success_groups + 1
-    totals.all_success_rollouts = totals.all_success_rollouts + t
+    all_success_groups = all_success_groups + 1
+    all_success_rollouts = all_success_rollouts + t
+  elseif s == 0 then
+    all_failure_groups = all_failure_groups + 1
+    all_failure_rollouts = all_failure_rollouts + t
+  else
+    effective = effective + t
   end
-  if s == 0 then
-    totals.all_failure_groups = totals.all_failure_groups + 1
-    totals.all_failure_rollouts = totals.all_failure_rollouts + t
-  end
-  if zerovar[g] then totals.zero_variance_groups = totals.zero_variance_groups + 1 end
+  if zerovar[g] then zero_variance = zero_variance + 1 end
 end
+local totals = {rollouts = rollouts, groups = count, successes = successes,
+  effective_rollouts = effective, all_success_groups = all_success_groups,
+  all_failure_groups = all_failure_groups, zero_variance_groups = zero_variance,
+  all_success_rollouts = all_success_rollouts, all_failure_rollouts = all_failure_rollouts}
 
 -- 4. Write: records, step summary, counters, report id.
 for first = 1, #unique, CHUNK do
-  local args = {}
+  local args, k = {}, 0
   for i = first, math.min(first + CHUNK - 1, #unique) do
-    args[#args + 1] = unique[i]
-    args[#args + 1] = current[unique[i]]
+    local pid = unique[i]
+    args[k + 1] = pid
+    args[k + 2] = current[pid]
+    k = k + 2
   end
   redis.call('HSET', KEYS[3], unpack(args))
 end
