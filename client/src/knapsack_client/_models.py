@@ -270,13 +270,25 @@ class PromptResult(_Request):
     """One prompt's group outcome: counts, or one reward per rollout."""
 
     prompt_id: Identifier
-    successes: Annotated[int, NO_BOOL, Field(ge=0, le=2**31 - 1)] | None = None
-    trials: Annotated[int, NO_BOOL, Field(ge=1, le=2**31 - 1)] | None = None
+    successes: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    trials: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     # Binary rewards may be sent as true/false: they count as 1.0/0.0.
     rewards: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         default=None, min_length=1, max_length=MAX_REWARDS_PER_GROUP
     )
-    mean_response_tokens: NonNegativeFinite | None = None
+    mean_response_tokens: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_boolean_counts(cls, data: object) -> object:
+        # One check per result instead of a validator per field: reports carry
+        # thousands of results, and per-field Python validators cost more than the rest
+        # of the validation together.
+        if isinstance(data, dict):
+            for name in ("successes", "trials", "mean_response_tokens"):
+                if isinstance(data.get(name), bool):
+                    raise FieldError(name, f"{name} must be a number, not a boolean")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> PromptResult:

@@ -16,15 +16,19 @@ _SEGMENT_ESCAPE = re.compile(r"%(2F|25)")
 _UNESCAPED = {"2F": "/", "25": "%"}
 
 
-def get_state(request: Request) -> ServiceState:
-    """The app's state, built in the lifespan."""
+async def get_state(request: Request) -> ServiceState:
+    """The app's state, built in the lifespan.
+
+    Dependencies here are `async def` although they never await: FastAPI runs a plain
+    `def` dependency in the threadpool, a hop that costs more than the work itself.
+    """
     return request.app.state.krl
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_grant(
+async def get_grant(
     state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> TokenGrant | None:
     """The caller's token grant; None when the service runs without tokens."""
@@ -36,7 +40,7 @@ def get_grant(
 GrantDep = Annotated[TokenGrant | None, Depends(get_grant)]
 
 
-def get_run_id(
+async def get_run_id(
     grant: GrantDep,
     run_id: Annotated[str, Path(description="Run id, 1 to 256 characters, percent-encoded.")],
 ) -> str:
