@@ -119,3 +119,34 @@ def test_command_line_runs_the_demo(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_command_line_rejects_an_unknown_strategy(tmp_path: Path) -> None:
     code = demo_main(["--out", str(tmp_path), "--strategies", "greedy", "--quiet"])
     assert code == 2
+
+
+def test_cli_passes_demo_options_with_separate_values(tmp_path: Path) -> None:
+    from knapsack_trainer.cli import main
+
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "--log-level",
+            "warning",
+            "demo",
+            "--quiet",
+            "--no-plots",
+            "--steps",
+            "2",
+            "--prompts",
+            "300",
+            "--batch-size",
+            "32",
+            "--seeds",
+            "1",
+            "--strategies",
+            "uniform,knapsack",
+            "--processes",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert (out / "summary.json").exists()

@@ -73,14 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_index(argv: list[str]) -> int | None:
+    """Index of the subcommand: the first word that is not a global option or its value."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--log-level":
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return index
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `knapsack-trainer`."""
     parser = build_parser()
-    # Options the demo defines are unknown here: parse_known_args passes them on.
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "demo":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra_args = extra
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = _command_index(argv)
+    if split is not None and argv[split] == "demo":
+        # The demo owns its options: hand it everything after `demo` untouched
+        # (parse_known_args would split `--out DIR` from its value).
+        args = parser.parse_args([*argv[:split], "demo"])
+        args.demo_args, args.extra_args = argv[split + 1 :], []
+    else:
+        args = parser.parse_args(argv)
+        args.extra_args = []
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return int(args.handler(args) or 0)
 
