@@ -284,7 +284,7 @@ def solve_cost_aware(
     fit) is an optimal solution of the LP relaxation except for that one fractional
     unit (gains are concave, so the LP takes units in ratio order), hence
     OPT <= LP <= greedy-prefix + g_break; the refills and swaps only raise the value.
-    Measured gap to the exact DP: see bench/SOLVER_RESULTS.md.
+    Measured gap to the exact DP: see BENCHMARKS.md ("Solver").
 
     Raises:
         InfeasibleBudget: sum(lo * costs) > budget.
