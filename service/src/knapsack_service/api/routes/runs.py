@@ -16,7 +16,7 @@ from json.encoder import encode_basestring_ascii as _escape_json
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from knapsack_client import (
@@ -242,10 +242,13 @@ async def _read_settings(state: ServiceState, run_id: str, operation: str) -> Ru
 async def put_run(
     run_id: RunIdDep,
     state: StateDep,
-    settings: Annotated[RunSettings | None, Body()] = None,
+    settings: RunSettings,
 ) -> JSONResponse:
-    """Create a run or change its settings (idempotent: trainers put theirs at start-up)."""
-    settings = settings or RunSettings()
+    """Create a run or change its settings (idempotent: trainers put theirs at start-up).
+
+    The body is a JSON object (`{}` takes every default). An optional body would make
+    FastAPI attach its field info to a union member, which pydantic warns about.
+    """
     try:
         created = await state.store.put_settings(run_id, settings.model_dump_json())
         counters = await state.store.read_counters(run_id)
