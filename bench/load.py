@@ -138,7 +138,13 @@ async def client_loop(
                 "results": results,
             }
         started = time.perf_counter()
-        response = await client.post(path, json=body)
+        try:
+            response = await client.post(path, json=body)
+        except httpx.TransportError:
+            # Counted, not fatal: at high concurrency a keep-alive connection the server
+            # closed after its idle timeout can race a new request (status 0 = no answer).
+            bad.append(0)
+            continue
         latencies.append(time.perf_counter() - started)
         if not response.is_success:
             bad.append(response.status_code)
