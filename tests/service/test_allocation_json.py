@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 
 from knapsack_client import AllocationRequest
-from knapsack_service.api.routes.runs import _allocation_body, _allocation_json
+from knapsack_service.api.routes.runs import _allocation_json
 from knapsack_service.engine import balance_shards
 from knapsack_service.planning import Solution
 
 ODD_IDS = ['q"uote', "back\\slash", "ünï", "\udc80lone", "tab\t", "é" * 3, "", "x" * 300]
+
+
+def _allocation_body(
+    request: AllocationRequest,
+    strategy: str,
+    budget: int,
+    solution: Solution,
+    p_hat: np.ndarray,
+    *,
+    degraded: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The answer as plain JSON types: the reference `_allocation_json` must reproduce."""
+    n_values = solution.n.tolist()
+    p_values = [None if p != p else p for p in p_hat.tolist()]  # NaN -> null
+    allocations = [
+        {"prompt_id": prompt_id, "n": n, "p_hat": p}
+        for prompt_id, n, p in zip(request.prompts, n_values, p_values, strict=True)
+    ]
+    return {
+        "step": request.step,
+        "allocations": allocations,
+        "shards": solution.shards,
+        "imbalance": solution.imbalance,
+        "strategy": strategy,
+        "budget": budget,
+        "value": solution.value,
+        "solve_seconds": solution.solve_seconds,
+        "degraded": degraded,
+        "reason": reason,
+    }
 
 
 def _case(seed: int, size: int, workers: int) -> tuple[AllocationRequest, Solution, np.ndarray]:

@@ -37,12 +37,19 @@ from knapsack_client import (
 from knapsack_service.api.deps import RunIdDep, StateDep
 from knapsack_service.api.responses import RUN_ERRORS, STORE_ERRORS
 from knapsack_service.api.solving import solve_off_loop
+from knapsack_service.engine import window_counts
 from knapsack_service.errors import ApiError, invalid_field
 from knapsack_service.metrics import DIFFICULTY_BUCKETS
 from knapsack_service.planning import Solution, estimate, run_solve_request, uniform_request
 from knapsack_service.reporting import to_groups
 from knapsack_service.state import ServiceState
-from knapsack_service.store import ReportToApply, RunNotFound, StoreUnavailable
+from knapsack_service.store import (
+    ApplyResult,
+    PromptBatch,
+    ReportToApply,
+    RunNotFound,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger("knapsack_service.runs")
 
@@ -138,7 +145,7 @@ def _allocations_json(prompts: list[str], n: np.ndarray, p_hat: np.ndarray) -> s
     maps and slice assignment (ids escaped by the json module's own C escaper,
     counts from a table of texts, floats by `float.__repr__` once per distinct value
     as json does, NaN as null), several times faster than one `%` format per prompt.
-    The reference is `json.dumps(_allocation_body(...))` (tests/service).
+    The reference is `json.dumps` of the plain answer (tests/service/test_allocation_json.py).
     """
     m = len(prompts)
     counts = n.tolist()
@@ -174,7 +181,7 @@ def _allocation_json(
     degraded: bool = False,
     reason: str | None = None,
 ) -> str:
-    """The answer's JSON text, identical to `json.dumps(_allocation_body(...))`."""
+    """The answer's JSON text, written by hand: the hot path (identical to `json.dumps`)."""
     head = json.dumps({"step": request.step})[:-1]
     tail = json.dumps(
         {
@@ -190,37 +197,6 @@ def _allocation_json(
     allocations = _allocations_json(request.prompts, solution.n, p_hat)
     shards = _shards_json(solution.shards)
     return f'{head}, "allocations": {allocations}, "shards": {shards}, {tail}'
-
-
-def _allocation_body(
-    request: AllocationRequest,
-    strategy: str,
-    budget: int,
-    solution: Solution,
-    p_hat: np.ndarray,
-    *,
-    degraded: bool = False,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """The answer as plain JSON types (the reference `_allocation_json` reproduces)."""
-    n_values = solution.n.tolist()
-    p_values = [None if p != p else p for p in p_hat.tolist()]  # NaN -> null
-    allocations = [
-        {"prompt_id": prompt_id, "n": n, "p_hat": p}
-        for prompt_id, n, p in zip(request.prompts, n_values, p_values, strict=True)
-    ]
-    return {
-        "step": request.step,
-        "allocations": allocations,
-        "shards": solution.shards,
-        "imbalance": solution.imbalance,
-        "strategy": strategy,
-        "budget": budget,
-        "value": solution.value,
-        "solve_seconds": solution.solve_seconds,
-        "degraded": degraded,
-        "reason": reason,
-    }
 
 
 async def _read_settings(state: ServiceState, run_id: str, operation: str) -> RunSettings:
@@ -372,9 +348,9 @@ async def report_outcomes(run_id: RunIdDep, report: OutcomeReport, state: StateD
     return OutcomeAck(accepted=result.accepted, duplicate=result.duplicate)
 
 
-def _update_run_gauges(state: ServiceState, run_id: str, step: int, result: Any) -> None:
+def _update_run_gauges(state: ServiceState, run_id: str, step: int, result: ApplyResult) -> None:
     """Per-run gauges from the step's totals as the store holds them after this report."""
-    totals = getattr(result, "step_totals", None)
+    totals = result.step_totals
     if not totals:
         return
     label = state.metrics.run_label(run_id)
@@ -431,9 +407,7 @@ async def lookup(run_id: RunIdDep, request: LookupRequest, state: StateDep) -> L
     return LookupResponse(prompts=prompts)
 
 
-def _window_numbers(settings: RunSettings, batch: Any, index: int) -> tuple[int, int]:
-    from knapsack_service.engine import window_counts
-
+def _window_numbers(settings: RunSettings, batch: PromptBatch, index: int) -> tuple[int, int]:
     window = getattr(settings.estimator, "window", 48)
     successes, count = window_counts(
         batch.ring[index : index + 1], batch.trials[index : index + 1], window
