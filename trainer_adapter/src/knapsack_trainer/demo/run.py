@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knapsack_trainer.embedded import embedded_client
 from knapsack_trainer.sim.runner import SimConfig, SimResult, simulate
-from knapsack_trainer.sim.service import ServiceAllocator, embedded_client, remote_client
+from knapsack_trainer.sim.service import ServiceAllocator, remote_client
 from knapsack_trainer.sim.strategies import DEFAULT_STRATEGIES, StrategySpec
 
 #: Set in each pool process by `_init_worker`: where per-step progress goes.

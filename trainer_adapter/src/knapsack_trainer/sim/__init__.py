@@ -5,16 +5,12 @@ on a synthetic prompt set; `ServiceAllocator` connects it to the knapsack-rl
 service through `knapsack_client`, embedded in-process or over the network.
 """
 
+from knapsack_trainer.embedded import embedded_client
 from knapsack_trainer.sim.dataset import DifficultyMix, PromptSet
 from knapsack_trainer.sim.dynamics import LearningRates, SkillModel, group_signal
 from knapsack_trainer.sim.metrics import StepMetrics
 from knapsack_trainer.sim.runner import Allocation, Allocator, SimConfig, SimResult, simulate
-from knapsack_trainer.sim.service import (
-    DegradedAllocationError,
-    ServiceAllocator,
-    embedded_client,
-    remote_client,
-)
+from knapsack_trainer.sim.service import DegradedAllocationError, ServiceAllocator, remote_client
 from knapsack_trainer.sim.strategies import DEFAULT_STRATEGIES, StrategySpec, strategy_by_name
 
 __all__ = [

@@ -1,16 +1,14 @@
 """The simulator's link to the budget service: the client, as a trainer uses it.
 
 `ServiceAllocator` turns the loop's two calls into client calls (`allocate`,
-`report`); `embedded_client` starts the service in this process on its memory
-store and hands back a client wired to it through `fastapi.testclient`, so the
-demo needs no network and no Redis, yet every allocation crosses the same HTTP
-routes, validation and store as in production.
+`report`); `knapsack_trainer.embedded.embedded_client` starts the service in this
+process, so the demo needs no network and no Redis, yet every allocation crosses the
+same HTTP routes, validation and store as in production.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,9 +26,6 @@ class DegradedAllocationError(RuntimeError):
     so the strict allocator stops instead of silently measuring uniform.
     """
 
-
-#: Longest wait for the embedded service's kernels (a cold numba compile).
-READY_TIMEOUT_SECONDS = 120.0
 
 _FEASIBLE_RANGE = re.compile(r"feasible range \[(\d+), (\d+|inf)\]")
 
@@ -119,42 +114,6 @@ class ServiceAllocator:
         ]
         if results:
             self.client.report(self.run_id, step, results, worker=self.worker)
-
-
-@contextmanager
-def embedded_client(**settings: Any) -> Iterator[KnapsackClient]:
-    """A client talking to a service started in this process on the memory store.
-
-    The service's lifespan runs (store opened, kernels compiled) for the
-    duration of the block. Extra keyword arguments go to the service's
-    `Settings` (e.g. `max_prompts`); the Redis URL is always unset here.
-    """
-    from fastapi.testclient import TestClient
-
-    from knapsack_service.main import create_app
-    from knapsack_service.settings import Settings
-
-    app = create_app(Settings(redis_url=None, **settings))
-    with TestClient(app, base_url="http://krl") as http:
-        _wait_until_ready(http)
-        client = KnapsackClient(base_url="http://krl", http_client=http)
-        try:
-            yield client
-        finally:
-            client.close()
-
-
-def _wait_until_ready(http: Any, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-    """Block until `/readyz` answers 200 (kernels compiled or loaded from cache).
-
-    Allocations would work before (the first one compiles), but a service shut
-    down while its warm-up still runs is an avoidable race for short runs.
-    """
-    deadline = time.monotonic() + timeout
-    while http.get("/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the embedded service was not ready after {timeout:.0f} s")
-        time.sleep(0.02)
 
 
 @contextmanager

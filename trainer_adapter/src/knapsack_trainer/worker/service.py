@@ -1,11 +1,10 @@
 """Connect the worker to a knapsack-rl service: a URL, or one embedded in-process.
 
 The worker only ever talks to the service through `knapsack_client.KnapsackClient`,
-exactly as an outside verl/TRL/OpenRLHF loop would. The embedded mode runs the
-service's FastAPI app on its memory store inside this process (through
-`fastapi.testclient.TestClient`, an `httpx.Client`), so a single command trains with
-knapsack allocation and no server to start; it needs the `[service]` extra and a
-single process (each rank would otherwise hold its own statistics).
+exactly as an outside verl/TRL/OpenRLHF loop would. The embedded mode
+(`knapsack_trainer.embedded`) runs the service in this process, so a single command
+trains with knapsack allocation and no server to start; it needs the `[service]` extra
+and a single process (each rank would otherwise hold its own statistics).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from knapsack_client import KnapsackClient
+from knapsack_trainer.embedded import embedded_client
 
 
 @contextlib.contextmanager
@@ -43,15 +43,5 @@ def connect_service(
         return
     if world_size > 1:
         raise ValueError("the embedded service serves one process: set service_url")
-    from fastapi.testclient import TestClient
-
-    from knapsack_service.main import create_app
-    from knapsack_service.settings import Settings
-
-    app = create_app(Settings(redis_url=None, api_tokens=()))
-    # Entering the TestClient runs the app's lifespan (store, kernel warm-up).
-    with (
-        TestClient(app) as http,
-        KnapsackClient(token=token or "", journal_path=journal_path, http_client=http) as client,
-    ):
+    with embedded_client(token=token, journal_path=journal_path) as client:
         yield client
