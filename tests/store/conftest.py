@@ -9,7 +9,6 @@ from typing import TypeVar
 import pytest
 
 from knapsack_service.store import MemoryStore, RedisStore, Store
-from tests.support.fixtures import redis_server, redis_url  # noqa: F401
 
 T = TypeVar("T")
 StoreRunner = Callable[[Callable[[Store], Awaitable[T]]], T]
@@ -28,10 +27,15 @@ def run_with_store(store_kind: str, request: pytest.FixtureRequest) -> StoreRunn
     inside the loop the test body runs in.
     """
     url = request.getfixturevalue("redis_url") if store_kind == "redis" else None
+    return store_runner(lambda: RedisStore.from_url(url) if url else MemoryStore())
+
+
+def store_runner(make_store: Callable[[], Store]) -> StoreRunner:
+    """`run(body)`: build a store inside a fresh event loop, run `body(store)`, close it."""
 
     def run(body: Callable[[Store], Awaitable[T]]) -> T:
         async def main() -> T:
-            store: Store = RedisStore.from_url(url) if url else MemoryStore()
+            store = make_store()
             try:
                 return await body(store)
             finally:

@@ -10,7 +10,6 @@ cluster has: where keys land, URL parsing, and the mapping of cluster errors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import numpy as np
@@ -21,7 +20,6 @@ from knapsack_service.store import (
     GroupOutcome,
     RedisStore,
     ReportToApply,
-    Store,
     StoreError,
     StoreUnavailable,
     create_store,
@@ -30,7 +28,7 @@ from knapsack_service.store.cluster import is_cluster_url, parse_cluster_url
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.redis_store import translate_redis_error
 from tests.store import test_store_contract as contract
-from tests.store.conftest import StoreRunner
+from tests.store.conftest import StoreRunner, store_runner
 from tests.support.redis_cluster import LocalRedisCluster
 from tests.support.redis_server import find_free_port
 
@@ -45,18 +43,12 @@ globals().update({name: test for name, test in vars(contract).items() if name.st
 def run_with_store(redis_cluster_url: str) -> StoreRunner:
     """Run `body(store)` in a fresh event loop on a store on the (emptied) cluster."""
 
-    def run(body: Callable[[Store], Awaitable[T]]) -> T:
-        async def main() -> T:
-            store = create_store(redis_cluster_url)
-            assert isinstance(store, RedisStore)
-            try:
-                return await body(store)
-            finally:
-                await store.close()
+    def make_store() -> RedisStore:
+        store = create_store(redis_cluster_url)
+        assert isinstance(store, RedisStore)
+        return store
 
-        return asyncio.run(main())
-
-    return run
+    return store_runner(make_store)
 
 
 def runs_on_distinct_masters(cluster: LocalRedisCluster, count: int) -> list[str]:
