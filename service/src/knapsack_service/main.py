@@ -31,7 +31,10 @@ logger = logging.getLogger("knapsack_service")
 def build_store(settings: Settings) -> Store:
     """Redis when `KRL_REDIS_URL` is set, else the embedded memory store."""
     return create_store(
-        settings.redis_url, timeout=settings.redis_timeout, cluster=settings.redis_cluster
+        settings.redis_url,
+        timeout=settings.redis_timeout,
+        cluster=settings.redis_cluster,
+        max_concurrency=settings.max_concurrency,
     )
 
 

@@ -16,19 +16,30 @@ from knapsack_service.store.base import (
 from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
 from knapsack_service.store.memory_store import MemoryStore
 from knapsack_service.store.records import BUDGET_BUCKETS, DIFFICULTY_BANDS, RING_BITS
-from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore
+from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore, pool_size_for
 
 
 def create_store(
-    redis_url: str | None, timeout: float = DEFAULT_TIMEOUT, cluster: bool = False
+    redis_url: str | None,
+    timeout: float = DEFAULT_TIMEOUT,
+    cluster: bool = False,
+    *,
+    max_concurrency: int = 256,
 ) -> Store:
     """The Redis store for `redis_url`, or the memory store when it is None or empty.
 
     A Redis Cluster is used when `cluster` is true (KRL_REDIS_CLUSTER) or the URL's
-    scheme is `redis+cluster://` / `rediss+cluster://`.
+    scheme is `redis+cluster://` / `rediss+cluster://`. The connection pool is sized
+    from `max_concurrency` (KRL_MAX_CONCURRENCY), so every request the service admits
+    finds a connection.
     """
     if redis_url:
-        return RedisStore.from_url(redis_url, timeout=timeout, cluster=cluster)
+        return RedisStore.from_url(
+            redis_url,
+            timeout=timeout,
+            cluster=cluster,
+            max_connections=pool_size_for(max_concurrency),
+        )
     return MemoryStore()
 
 

@@ -86,8 +86,15 @@ def _host_port(text: str, url: str) -> tuple[str, int]:
     return host, port or _DEFAULT_PORT
 
 
-def build_cluster_client(url: str, timeout: float) -> aioredis.RedisCluster:
+def build_cluster_client(
+    url: str, timeout: float, max_connections: int = 100
+) -> aioredis.RedisCluster:
     """A `redis.asyncio.RedisCluster` configured like the standalone client.
+
+    `max_connections` is per node. redis-py's cluster pool cannot wait for a free
+    connection (it raises `MaxConnectionsError` at once), so it is sized from the
+    concurrency limit (`redis_store.pool_size_for`): a request holds one connection
+    at a time, so no request within the limit ever finds the node's pool full.
 
     The same socket timeouts bound every connect and reply. One retry on a
     connection error, timeout or CLUSTERDOWN reloads the slot map first, so a command
@@ -101,6 +108,7 @@ def build_cluster_client(url: str, timeout: float) -> aioredis.RedisCluster:
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.seeds[1:]],
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        max_connections=int(max_connections),
         retry=Retry(
             ExponentialBackoff(cap=min(timeout, 0.05), base=0.01),
             retries=1,

@@ -61,6 +61,23 @@ from knapsack_service.store.records import (
 DEFAULT_TIMEOUT = 0.5
 #: How long a report id is remembered for deduplication.
 REPORT_ID_RETENTION_SECONDS = 7 * 24 * 3600
+#: Connections per client when the caller does not size the pool (KRL_MAX_CONCURRENCY's
+#: default plus `POOL_HEADROOM`).
+DEFAULT_MAX_CONNECTIONS = 256 + 16
+#: Connections beyond the request limit: probes, scrapes and the health loop are never
+#: shed by the concurrency limit, so they need connections of their own.
+POOL_HEADROOM = 16
+
+
+def pool_size_for(max_concurrency: int) -> int:
+    """Connections a client needs so that no request within the limit waits for one.
+
+    A request holds at most one connection at a time (its store calls are sequential),
+    so the limit plus the never-shed routes' headroom is enough; the pool still blocks
+    (for at most the socket timeout) instead of failing should that ever be exceeded.
+    """
+    return int(max_concurrency) + POOL_HEADROOM
+
 
 _RUN_NOT_FOUND = "KRL_RUN_NOT_FOUND"
 _COUNTER_FIELDS = (
@@ -198,8 +215,17 @@ class LinearPackConnection(aioredis.Connection):
             return super().pack_command(*args)
 
 
-def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
+def build_client(
+    url: str, timeout: float = DEFAULT_TIMEOUT, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> aioredis.Redis:
     """A `redis.asyncio.Redis` configured for the store.
+
+    The pool is a `BlockingConnectionPool` of `max_connections`: redis-py's default
+    pool holds 100 connections and raises `MaxConnectionsError` the moment a 101st
+    request needs one, which reads as an outage (a degraded allocation, a 503) on a
+    perfectly healthy Redis. Sized from the concurrency limit, a request within the
+    limit never waits; beyond it, a request waits for a free connection for at most
+    `timeout` before it counts as unavailable.
 
     Timeouts bound every connect and every reply, so an outage surfaces as
     `StoreUnavailable` within about `timeout` instead of hanging a request. One retry
@@ -211,9 +237,11 @@ def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
     # Only plain redis:// gets the faster packer: a connection_class argument would
     # replace the SSL or Unix-socket class that rediss:// and unix:// URLs select.
     fast = {"connection_class": LinearPackConnection} if url.startswith("redis://") else {}
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         **fast,
+        max_connections=int(max_connections),
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(
@@ -223,6 +251,7 @@ def build_client(url: str, timeout: float = DEFAULT_TIMEOUT) -> aioredis.Redis:
         ),
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisStore:
@@ -257,7 +286,12 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, timeout: float = DEFAULT_TIMEOUT, *, cluster: bool = False
+        cls,
+        url: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        cluster: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> RedisStore:
         """A store on a new client for `url` (closed by `close()`).
 
@@ -266,11 +300,14 @@ class RedisStore:
                 `knapsack_service.store.cluster`).
             timeout: Socket connect and read timeout, seconds.
             cluster: Treat a plain `redis://` URL as a seed of a Redis Cluster.
+            max_connections: Connections of the pool (per node on a cluster); see
+                `pool_size_for`.
 
         """
         if cluster or is_cluster_url(url):
-            return cls(build_cluster_client(url, timeout), close_client=True)
-        return cls(build_client(url, timeout), close_client=True)
+            client = build_cluster_client(url, timeout, max_connections)
+            return cls(client, close_client=True)
+        return cls(build_client(url, timeout, max_connections), close_client=True)
 
     @property
     def client(self) -> aioredis.Redis | aioredis.RedisCluster:
@@ -427,9 +464,12 @@ class RedisStore:
 
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
+    "POOL_HEADROOM",
     "REPORT_ID_RETENTION_SECONDS",
     "RedisStore",
     "build_client",
+    "pool_size_for",
     "translate_redis_error",
 ]
