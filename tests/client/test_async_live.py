@@ -75,6 +75,16 @@ async def test_allocate_falls_back_when_nothing_listens(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
+async def test_fallback_honours_ensure_run_settings_when_never_reached(dead_url: str) -> None:
+    """Regression: the settings given to ensure_run bind the fallback from step 0 on."""
+    async with AsyncKnapsackClient(dead_url, retry=NO_WAIT) as client:
+        with pytest.raises(ServiceUnavailable):
+            await client.ensure_run("run", {"max_n": 16})
+        answer = await client.allocate("run", 0, ["a", "b", "c"], budget=300)
+    assert answer.degraded
+    assert [a.n for a in answer.allocations] == [16, 16, 16]  # was [100, 100, 100]
+
+
 async def test_fallback_uses_the_settings_cached_by_ensure_run(
     live_server: LiveServer, run_id: str
 ) -> None:

@@ -102,6 +102,17 @@ def test_fallback_uses_the_settings_cached_by_ensure_run(
         assert not client.allocate(run_id, 2, ["a", "b", "c", "d", "e"]).degraded
 
 
+def test_fallback_honours_ensure_run_settings_when_never_reached(dead_url: str) -> None:
+    """Regression: the settings given to ensure_run bind the fallback from step 0 on."""
+    with KnapsackClient(dead_url, retry=NO_WAIT) as client:
+        with pytest.raises(ServiceUnavailable):
+            client.ensure_run("run", {"max_n": 16})
+        answer = client.allocate("run", 0, ["a", "b", "c"], budget=300)
+    assert answer.degraded
+    assert [a.n for a in answer.allocations] == [16, 16, 16]  # was [100, 100, 100]
+    assert answer.budget == 48
+
+
 def journal_as_if_crashed(journal: Path, run_id: str, step: int) -> JournalEntry:
     """What a trainer killed after writing its report, before the acknowledgement, leaves."""
     report_id = derive_report_id(run_id, step)

@@ -296,6 +296,16 @@ class _BaseClient:
                 status=response.status_code,
             ) from None
 
+    def _intend(self, run_id: str, settings: RunSettings | Mapping[str, Any]) -> RunSettings:
+        """Cache the settings a trainer asks for before sending them.
+
+        The offline fallback then honours them (max_n, budget, ...) even when the
+        service was never reached; the service's answer replaces them once it comes.
+        """
+        validated = _validate(RunSettings, settings)
+        self._run_settings[run_id] = validated
+        return validated
+
     def _remember(self, run_id: str, info: RunInfo) -> RunInfo:
         self._run_settings[run_id] = info.settings
         return info
@@ -321,6 +331,8 @@ class _BaseClient:
             request.step,
             request.prompts,
             budget=request.budget,
+            min_n=request.min_n,
+            max_n=request.max_n,
             settings=self._run_settings.get(run_id),
             workers=request.workers,
             split_groups=request.split_groups,
@@ -467,7 +479,7 @@ class KnapsackClient(_BaseClient):
             except RunNotFound:
                 info = self._send(self._put_run_call(run_id, {}))
         else:
-            info = self._send(self._put_run_call(run_id, settings))
+            info = self._send(self._put_run_call(run_id, self._intend(run_id, settings)))
         self._remember(run_id, info)
         self._maybe_replay()
         return info
@@ -718,7 +730,7 @@ class AsyncKnapsackClient(_BaseClient):
             except RunNotFound:
                 info = await self._send(self._put_run_call(run_id, {}))
         else:
-            info = await self._send(self._put_run_call(run_id, settings))
+            info = await self._send(self._put_run_call(run_id, self._intend(run_id, settings)))
         self._remember(run_id, info)
         await self._maybe_replay()
         return info

@@ -21,6 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from knapsack_client.rules import (
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_SUCCESS_THRESHOLD,
+    RING_OUTCOMES,
+    Shard,
+)
+
 Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
 STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
 
@@ -95,7 +102,7 @@ class SolveRequest(_Request):
     fallback: bool = False
     positive_n: GroupSize | None = Field(default=None, description="n for p = 1 (default min_n).")
     negative_n: GroupSize | None = Field(default=None, description="n for p = 0 (default min_n).")
-    default_n: GroupSize = 8
+    default_n: GroupSize = DEFAULT_GROUP_SIZE
     costs: list[PositiveFinite] | None = None
     posterior: list[tuple[BetaParameter, BetaParameter]] | None = None
 
@@ -132,9 +139,6 @@ class SolveRequest(_Request):
         return len(self.posterior or ())
 
 
-Shard = list[tuple[int, int]]
-
-
 class SolveResponse(_Response):
     """Answer of `POST /v1/solve`; `n[i]` belongs to prompt i."""
 
@@ -154,8 +158,8 @@ class WindowEstimator(_Request):
     """The paper's estimate: success rate over a prompt's last `window` outcomes."""
 
     kind: Literal["window"] = "window"
-    window: Annotated[int, NO_BOOL, Field(ge=1, le=48)] = 16
-    min_observations: Annotated[int, NO_BOOL, Field(ge=1, le=48)] = 8
+    window: Annotated[int, NO_BOOL, Field(ge=1, le=RING_OUTCOMES)] = 16
+    min_observations: Annotated[int, NO_BOOL, Field(ge=1, le=RING_OUTCOMES)] = 8
 
     @model_validator(mode="after")
     def _check(self) -> WindowEstimator:
@@ -194,11 +198,13 @@ class RunSettings(_Request):
     )
     min_n: GroupSize = 2
     max_n: GroupSize = 128
-    default_n: GroupSize = 8
+    default_n: GroupSize = DEFAULT_GROUP_SIZE
     positive_n: GroupSize = 2
     negative_n: GroupSize = 2
     fallback: bool = True
-    success_threshold: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.5
+    success_threshold: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = (
+        DEFAULT_SUCCESS_THRESHOLD
+    )
     estimator: Estimator = Field(default_factory=WindowEstimator)
 
     @model_validator(mode="after")
