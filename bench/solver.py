@@ -25,12 +25,11 @@ from knapsack_service.engine import (
     allocate,
     objective,
     solve_cost_aware,
-    solve_reference_cost_dp,
-    solve_reference_dp,
     solve_unit_cost,
     strategies,
     warm_up,
 )
+from knapsack_service.engine.reference import solve_reference_cost_dp, solve_reference_dp
 
 MIN_N, MAX_N = 2, 128
 UNIT_CASES = [(256, 2048), (1024, 8192), (100_000, 800_000), (1_000_000, 8_000_000)]

@@ -9,9 +9,9 @@ from knapsack_service.engine import (
     InfeasibleBudget,
     objective,
     solve_cost_aware,
-    solve_reference_cost_dp,
     solve_unit_cost,
 )
+from knapsack_service.engine.reference import solve_reference_cost_dp
 from knapsack_service.engine.values import marginal_gain
 
 

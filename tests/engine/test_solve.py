@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from knapsack_service.engine import (
     InfeasibleBudget,
     objective,
-    solve_reference_dp,
     solve_unit_cost,
     value,
 )
+from knapsack_service.engine.reference import solve_reference_dp
 
 
 @st.composite

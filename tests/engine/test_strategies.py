@@ -13,9 +13,9 @@ from knapsack_service.engine import (
     allocate,
     fallback_need,
     objective,
-    solve_reference_dp,
     value,
 )
+from knapsack_service.engine.reference import solve_reference_dp
 
 NAN = math.nan
 
@@ -94,27 +94,43 @@ def test_fixed_counts_capped_at_max_n():
 
 
 def test_fallback_need():
-    need = fallback_need(np.array([0.5, 0.9, 0.01, 0.3]), 2, 128)
-    # ceil(ln 0.1 / ln max(p, 1-p)); 0.5 -> 3.32 -> 4, 0.9 -> 21.85 -> 22.
-    assert need.tolist() == [4, 22, 128, 7]
+    need = fallback_need(np.array([0.5, 0.9, 0.01, 0.3]), 128)
+    # int(min(max_n, ln 0.1 / ln max(p, 1-p))), truncated as the paper's int() does:
+    # 0.5 -> 3.32 -> 3, 0.9 -> 21.85 -> 21, 0.01 -> 229 -> 128, 0.3 -> 6.46 -> 6.
+    assert need.tolist() == [3, 21, 128, 6]
 
 
 def test_fallback_stages():
     rates = np.array([0.5, 0.0, 0.0, 1.0, NAN])
     kwargs = {"min_n": 2, "max_n": 8, "default_n": 4, "fallback": True}
-    # Fixed: 2 + 2 + 2 + 4 = 10; need(0.5) = 4.
+    # Fixed: 2 + 2 + 2 + 2 + 4 = 12; estimated = int(3.32) = 3 rollouts beyond min_n.
     assert allocate("knapsack", rates, 13, **kwargs).n.tolist() == [3, 2, 2, 2, 4]
-    assert allocate("knapsack", rates, 14, **kwargs).n.tolist() == [4, 2, 2, 2, 4]
-    # Beyond the need: the p = 0 prompts, evenly, remainder to the lowest index.
-    assert allocate("knapsack", rates, 17, **kwargs).n.tolist() == [4, 4, 3, 2, 4]
-    assert allocate("knapsack", rates, 26, **kwargs).n.tolist() == [4, 8, 8, 2, 4]
-    # Then back to the knapsack prompts, then to p = 1.
-    assert allocate("knapsack", rates, 29, **kwargs).n.tolist() == [7, 8, 8, 2, 4]
+    # room 3 is not above the estimate: no fallback, the knapsack spends it.
+    assert allocate("knapsack", rates, 15, **kwargs).n.tolist() == [5, 2, 2, 2, 4]
+    # room 4 > 3: the knapsack keeps 3 (on top of min_n: the paper's quirk), the
+    # surplus goes to the p = 0 prompts evenly, remainder to the lowest index.
+    assert allocate("knapsack", rates, 16, **kwargs).n.tolist() == [5, 3, 2, 2, 4]
+    assert allocate("knapsack", rates, 26, **kwargs).n.tolist() == [5, 8, 7, 2, 4]
+    # Capped at max_n (the paper's code is not): back to the knapsack, then p = 1, unseen.
+    assert allocate("knapsack", rates, 28, **kwargs).n.tolist() == [6, 8, 8, 2, 4]
+    assert allocate("knapsack", rates, 30, **kwargs).n.tolist() == [8, 8, 8, 2, 4]
     assert allocate("knapsack", rates, 33, **kwargs).n.tolist() == [8, 8, 8, 5, 4]
-    assert allocate("knapsack", rates, 36, **kwargs).n.tolist() == [8, 8, 8, 8, 4]
+    assert allocate("knapsack", rates, 40, **kwargs).n.tolist() == [8, 8, 8, 8, 8]
     with pytest.raises(InfeasibleBudget) as info:
-        allocate("knapsack", rates, 37, **kwargs)
-    assert (info.value.low, info.value.high) == (12, 36)
+        allocate("knapsack", rates, 41, **kwargs)
+    assert (info.value.low, info.value.high) == (12, 40)
+
+
+def test_fallback_without_unsolved_prompts_feeds_the_others():
+    kwargs = {"min_n": 2, "max_n": 8, "default_n": 4, "fallback": True}
+    # No p = 0 prompt: the surplus goes to the other prompts (p = 1, unseen) in index order.
+    rates = np.array([0.5, 1.0, NAN])
+    assert allocate("knapsack", rates, 14, **kwargs).n.tolist() == [5, 4, 5]
+    # No 0 < p < 1 prompt: all of it to the p = 0 prompts.
+    assert allocate("knapsack", np.array([0.0, 0.0, 1.0]), 12, **kwargs).n.tolist() == [5, 5, 2]
+    # Nobody else (the paper's code divides by zero): the knapsack spends everything.
+    both = allocate("knapsack", np.array([0.5, 0.25]), 16, **kwargs)
+    assert both.n.tolist() == [8, 8]
 
 
 @given(

@@ -13,7 +13,7 @@ Public API:
     balance_shards(n, workers, split_groups=True) -> ShardPlan
     window_counts / window_estimate / beta_posterior / pooled_beta_prior
     value / marginal_gain / expected_value / expected_marginal_gain / beta_moment
-    solve_unit_cost / solve_cost_aware / solve_reference_dp / solve_reference_cost_dp
+    solve_unit_cost / solve_cost_aware (reference solvers: engine.reference, tests only)
     EngineInputError(field) > InfeasibleBudget(low, high)
 """
 
@@ -34,8 +34,6 @@ from knapsack_service.engine.estimators import (
 from knapsack_service.engine.solve import (
     objective,
     solve_cost_aware,
-    solve_reference_cost_dp,
-    solve_reference_dp,
     solve_unit_cost,
 )
 from knapsack_service.engine.strategies import (
@@ -97,8 +95,6 @@ __all__ = [
     "objective",
     "pooled_beta_prior",
     "solve_cost_aware",
-    "solve_reference_cost_dp",
-    "solve_reference_dp",
     "solve_unit_cost",
     "value",
     "warm_up",

@@ -46,9 +46,10 @@ OPEN_UNITS_LIMIT = 1 << 16
 MAX_ROUNDS = 64
 
 
-def _gain_arrays(
+def gain_arrays(
     p: np.ndarray | None, a: np.ndarray | None, b: np.ndarray | None
 ) -> tuple[int, np.ndarray, np.ndarray]:
+    """The kernels' gain mode and its two arrays: (POINT, p, p) or (BETA, a, b)."""
     if p is not None:
         if a is not None or b is not None:
             raise EngineInputError("give either p or (a, b), not both", field="posterior")
@@ -63,7 +64,10 @@ def _gain_arrays(
     )
 
 
-def _bounds(lo: np.ndarray | int, hi: np.ndarray | int, m: int) -> tuple[np.ndarray, np.ndarray]:
+def check_bounds(
+    lo: np.ndarray | int, hi: np.ndarray | int, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-prompt bounds as int64 arrays of length m; 0 <= lo <= hi or an input error."""
     if isinstance(lo, int) and isinstance(hi, int):  # the common case, kept cheap
         if not 0 <= lo <= hi:
             raise EngineInputError("bounds must satisfy 0 <= lo <= hi", field="min_n")
@@ -110,9 +114,9 @@ def solve_unit_cost(
         InfeasibleBudget: the budget is outside [sum(lo), sum(hi)].
 
     """
-    mode, x0, x1 = _gain_arrays(p, a, b)
+    mode, x0, x1 = gain_arrays(p, a, b)
     m = x0.size
-    lo_arr, hi_arr = _bounds(lo, hi, m)
+    lo_arr, hi_arr = check_bounds(lo, hi, m)
     budget = int(budget)
     if isinstance(lo, int) and isinstance(hi, int):
         base, top = m * lo, m * hi
@@ -214,51 +218,6 @@ def _single_gain(
     return first.size > 0 and first[0] == first[-1]
 
 
-def reference_values(
-    lo: np.ndarray | int,
-    hi: np.ndarray | int,
-    *,
-    p: np.ndarray | None = None,
-    a: np.ndarray | None = None,
-    b: np.ndarray | None = None,
-) -> np.ndarray:
-    """Table values[i, n] = Value_i(n) for n in 0..max(hi), as the reference DPs use it."""
-    mode, x0, x1 = _gain_arrays(p, a, b)
-    m = x0.size
-    _, hi_arr = _bounds(lo, hi, m)
-    width = int(hi_arr.max()) + 1 if m else 1
-    counts = np.broadcast_to(np.arange(width, dtype=np.int64), (m, width)).ravel()
-    if mode == k.POINT:
-        flat = k.point_values(counts, np.repeat(x0, width))
-    else:
-        flat = k.beta_values(counts, np.repeat(x0, width), np.repeat(x1, width))
-    return flat.reshape(m, width)
-
-
-def solve_reference_dp(
-    budget: int,
-    lo: np.ndarray | int,
-    hi: np.ndarray | int,
-    *,
-    p: np.ndarray | None = None,
-    a: np.ndarray | None = None,
-    b: np.ndarray | None = None,
-) -> np.ndarray:
-    """The paper's O(M * B * max_n) dynamic program (tests and benchmarks only).
-
-    Raises:
-        EngineInputError: the budget cannot be met within the bounds.
-
-    """
-    _, x0, _ = _gain_arrays(p, a, b)
-    lo_arr, hi_arr = _bounds(lo, hi, x0.size)
-    values = reference_values(lo_arr, hi_arr, p=p, a=a, b=b)
-    n = k.reference_dp(values, lo_arr, hi_arr, int(budget))
-    if n.size and n[0] < 0:
-        raise EngineInputError(f"budget {budget} cannot be met", field="budget")
-    return n
-
-
 def solve_cost_aware(
     budget: float,
     costs: np.ndarray,
@@ -290,9 +249,9 @@ def solve_cost_aware(
         InfeasibleBudget: sum(lo * costs) > budget.
 
     """
-    mode, x0, x1 = _gain_arrays(p, a, b)
+    mode, x0, x1 = gain_arrays(p, a, b)
     m = x0.size
-    lo_arr, hi_arr = _bounds(lo, hi, m)
+    lo_arr, hi_arr = check_bounds(lo, hi, m)
     cost_arr = np.ascontiguousarray(costs, dtype=np.float64)
     if cost_arr.shape != (m,) or not np.all(np.isfinite(cost_arr)) or np.any(cost_arr <= 0):
         raise EngineInputError("costs must be finite and > 0, one per prompt", field="costs")
@@ -320,27 +279,6 @@ def objective_gains_lost(
     """Value lost per prompt by removing its last unit (inf where n == lo)."""
     drop = objective_terms(n, p=p, a=a, b=b) - objective_terms(np.maximum(n - 1, 0), p=p, a=a, b=b)
     return np.where(n > lo, drop, np.inf)
-
-
-def solve_reference_cost_dp(
-    budget: int,
-    costs: np.ndarray,
-    lo: np.ndarray | int,
-    hi: np.ndarray | int,
-    *,
-    p: np.ndarray | None = None,
-    a: np.ndarray | None = None,
-    b: np.ndarray | None = None,
-) -> np.ndarray:
-    """Exact cost-aware optimum for small integer costs and budget (tests and benchmarks)."""
-    _, x0, _ = _gain_arrays(p, a, b)
-    lo_arr, hi_arr = _bounds(lo, hi, x0.size)
-    values = reference_values(lo_arr, hi_arr, p=p, a=a, b=b)
-    cost_arr = np.ascontiguousarray(costs, dtype=np.int64)
-    n = k.reference_cost_dp(values, lo_arr, hi_arr, cost_arr, int(budget))
-    if n.size and n[0] < 0:
-        raise EngineInputError(f"budget {budget} cannot be met", field="budget")
-    return n
 
 
 def objective(

@@ -5,7 +5,7 @@
   `default_n` for unseen prompts, the rest spread evenly over 0 < p < 1.
 - knapsack: the paper (Li et al., 2025, Sec. 3): exact maximum of sum Value(n_i, p_i)
   for 0 < p < 1, fixed counts for p = 1 (`positive_n`), p = 0 (`negative_n`) and
-  unseen prompts (`default_n`); with `fallback`, the paper code's rule (`_fallback`).
+  unseen prompts (`default_n`); with `fallback`, the paper code's rule (`_kernels_knapsack`).
 - knapsack-bayes: the same objective in expectation under each prompt's Beta
   posterior, for every prompt (unseen prompts carry the prior).
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knapsack_service.engine import _kernels_small as ks
+from knapsack_service.engine import _kernels_knapsack as kk
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 from knapsack_service.engine.solve import (
     HEAP_WORK_LIMIT,
@@ -31,8 +31,6 @@ from knapsack_service.engine.solve import (
 
 STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
 DEFAULT_N = 8
-#: The paper's fallback serves a prompt until a non-zero gradient is 90% likely.
-FALLBACK_CONFIDENCE = 0.9
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def allocate(
         default_n: group of unseen prompts (knapsack, filter).
         positive_n: group of p = 1 prompts under knapsack (default min_n; 0 = skip).
         negative_n: group of p = 0 prompts under knapsack (default min_n; 0 = skip).
-        fallback: knapsack only: the paper code's rule, see `_fallback`.
+        fallback: knapsack only: the paper code's rule, see `_kernels_knapsack`.
         costs: float64 (M,) > 0, cost of one rollout per prompt (knapsack strategies).
         posterior: float64 (M, 2) Beta parameters (a, b) > 0, for knapsack-bayes.
         method: unit-cost solver path, "auto", "heap" or "threshold" (tests).
@@ -136,10 +134,10 @@ def allocate(
             return _knapsack_with_costs(
                 rates, budget, min_n, max_n, default_n, positive, negative, cost_arr
             )
-        elif fallback:
-            n = _fallback(rates, int(budget), min_n, max_n, default_n, positive, negative, method)
         else:
-            n = _knapsack(rates, int(budget), min_n, max_n, default_n, positive, negative, method)
+            n = _knapsack(
+                rates, int(budget), min_n, max_n, default_n, positive, negative, fallback, method
+            )
     value = objective(n, p=rates) if rates is not None else 0.0
     return AllocationResult(n=n, value=value)
 
@@ -227,13 +225,13 @@ def _knapsack_small(
     fallback: bool,
     method: str,
 ) -> AllocationResult | None:
-    """The knapsack strategy in one numba call (`_kernels_small`), or None.
+    """The knapsack strategy in one numba call (`_kernels_knapsack.knapsack_small`), or None.
 
     None hands the call back to the general path: an invalid budget or a malformed
     array (whose errors that path raises in its order), or a batch large enough that
     `solve_unit_cost` might choose the threshold path (`budget` bounds every extra
     and `M` every middle class, so below the limit the heap runs either way, and the
-    allocation is the one `_knapsack` / `_fallback` would return).
+    allocation is the one `_knapsack` would return: both follow one plan).
     """
     rates = np.ascontiguousarray(success_rates, dtype=np.float64)
     if rates.ndim != 1:
@@ -247,12 +245,12 @@ def _knapsack_small(
     whole = int(value)
     if method == "auto" and whole * math.log2(rates.size + 1) > HEAP_WORK_LIMIT:
         return None
-    code, n, terms, low, high = ks.knapsack_small(
+    code, n, terms, low, high = kk.knapsack_small(
         rates, whole, min_n, max_n, default_n, positive, negative, bool(fallback)
     )
-    if code == ks.BAD_RATES:
+    if code == kk.BAD_RATES:
         raise EngineInputError("success rates must lie in [0, 1]", field="success_rates")
-    if code == ks.INFEASIBLE:
+    if code == kk.INFEASIBLE:
         raise InfeasibleBudget(whole, low, high)
     return AllocationResult(n=n, value=float(terms.sum()))
 
@@ -312,92 +310,27 @@ def _knapsack(
     default_n: int,
     positive: int,
     negative: int,
+    fallback: bool,
     method: str,
 ) -> np.ndarray:
-    n, middle = _fixed_counts(rates, default_n, positive, negative)
-    fixed = int(n.sum())
-    mid = int(middle.sum())
-    low, high = fixed + mid * min_n, fixed + mid * max_n
-    if not low <= budget <= high:
+    """`_kernels_knapsack.plan_knapsack`'s plan, then one solve over the 0 < p < 1 prompts."""
+    code, n, mid_idx, mid_total, low, high = kk.plan_knapsack(
+        rates, budget, min_n, max_n, default_n, positive, negative, fallback
+    )
+    if code == kk.INFEASIBLE:
         raise InfeasibleBudget(budget, low, high)
-    if mid:
-        n[middle] = solve_unit_cost(budget - fixed, min_n, max_n, p=rates[middle], method=method)
+    if mid_idx.size:
+        n[mid_idx] = solve_unit_cost(mid_total, min_n, max_n, p=rates[mid_idx], method=method)
     return n
 
 
-def fallback_need(rates: np.ndarray, min_n: int, max_n: int) -> np.ndarray:
-    """Rollouts for a non-zero gradient at 90% confidence, clipped to [min_n, max_n].
+def fallback_need(rates: np.ndarray, max_n: int) -> np.ndarray:
+    """int(min(max_n, ln(0.1) / ln max(p, 1-p))) per rate in (0, 1): the paper's trigger term.
 
-    need = ceil(ln(0.1) / ln(max(p, 1-p))): then max(p, 1-p)^need <= 0.1, which
-    bounds the chance that every rollout agrees (paper's code). Rates in (0, 1).
+    It decides only whether the fallback triggers (`_kernels_knapsack`); it bounds
+    no group.
     """
-    # log1p(-min(p, 1-p)) is ln max(p, 1-p) without rounding 1 - 1e-20 to 1.
-    with np.errstate(divide="ignore", over="ignore"):
-        need = np.ceil(
-            math.log(1.0 - FALLBACK_CONFIDENCE) / np.log1p(-np.minimum(rates, 1.0 - rates))
-        )
-    return np.clip(need, min_n, max_n).astype(np.int64)
-
-
-def _fallback(
-    rates: np.ndarray,
-    budget: int,
-    min_n: int,
-    max_n: int,
-    default_n: int,
-    positive: int,
-    negative: int,
-    method: str,
-) -> np.ndarray:
-    """The paper code's allocation with fallback, in four stages.
-
-    1. Prompts with 0 < p < 1 get the knapsack optimum with n_i <= need_i
-       (`fallback_need`), at least min_n each.
-    2. Budget beyond sum(need) goes to the p = 0 prompts evenly (on top of
-       negative_n, each up to max_n, remainder to the lowest indices): the paper
-       spends it on prompts never solved yet.
-    3. What they cannot take goes back to the knapsack: 0 < p < 1 prompts keep their
-       need_i and may grow up to max_n.
-    4. Any surplus left then goes to the p = 1 prompts evenly, up to max_n (our
-       rule, so that sum(n) == budget whenever the limits allow it).
-    Unseen prompts keep default_n throughout.
-    """
-    n, middle = _fixed_counts(rates, default_n, positive, negative)
-    unseen, zero, one, _ = _classes(rates)
-    fixed = int(n.sum())
-    mid = int(middle.sum())
-    low = fixed + mid * min_n
-    high = int(unseen.sum()) * default_n + int((zero | one | middle).sum()) * max_n
-    if not low <= budget <= high:
-        raise InfeasibleBudget(budget, low, high)
-    room = budget - fixed
-    need = fallback_need(rates[middle], min_n, max_n)
-    need_total = int(need.sum())
-    if room <= need_total:
-        if mid:
-            n[middle] = solve_unit_cost(room, min_n, need, p=rates[middle], method=method)
-        return n
-    n[middle] = need
-    surplus = room - need_total
-    surplus = _spread_capped(n, zero, max_n, surplus)
-    if surplus and mid:
-        grow = min(surplus, mid * max_n - need_total)
-        n[middle] = solve_unit_cost(need_total + grow, need, max_n, p=rates[middle], method=method)
-        surplus -= grow
-    surplus = _spread_capped(n, one, max_n, surplus)
-    assert surplus == 0, "feasible range and stages disagree"
-    return n
-
-
-def _spread_capped(n: np.ndarray, mask: np.ndarray, max_n: int, surplus: int) -> int:
-    """Spread surplus evenly over n[mask] (all equal), each up to max_n; return the rest."""
-    count = int(mask.sum())
-    if not count or not surplus:
-        return surplus
-    base = int(n[mask][0])
-    give = min(surplus, count * (max_n - base))
-    n[mask] += _spread(give, count)
-    return surplus - give
+    return kk.fallback_needs(np.ascontiguousarray(rates, dtype=np.float64), int(max_n))
 
 
 def _knapsack_with_costs(
