@@ -111,3 +111,41 @@ def test_delete_removes_exactly_the_runs_keys(redis_url: str) -> None:
         after = set(raw.keys("*"))
         assert after == before | ({b"krl:runs"} & after)
         assert not any(b"{r}" in key for key in after)
+
+
+def test_degraded_allocations_keep_the_runs_settings_and_unknown_runs_get_503(
+    durable_redis: RedisServer,
+) -> None:
+    settings = make_settings(redis_url=durable_redis.url, redis_timeout=0.3)
+    four = ["a", "b", "c", "d"]
+    with (
+        TestClient(create_app(settings)) as served,
+        TestClient(create_app(settings)) as fresh,
+    ):
+        assert served.put("/v1/runs/capped", json={"max_n": 16}).status_code == 201
+        healthy = served.post(
+            "/v1/runs/capped/allocations", json={"step": 0, "prompts": four, "budget": 400}
+        )
+        assert healthy.status_code == 422
+
+        durable_redis.kill()
+        too_much = served.post(
+            "/v1/runs/capped/allocations", json={"step": 1, "prompts": four, "budget": 400}
+        )
+        assert too_much.status_code == 422, too_much.text  # was 200 with n = 100 each
+        assert too_much.json()["error"]["details"][0]["field"] == "budget"
+        within = served.post(
+            "/v1/runs/capped/allocations", json={"step": 1, "prompts": four}
+        ).json()
+        assert within["degraded"] is True
+        assert [a["n"] for a in within["allocations"]] == [8] * 4  # the run's default_n
+        capped = served.post(
+            "/v1/runs/capped/allocations",
+            json={"step": 1, "prompts": four, "budget": 64, "max_n": 32},
+        ).json()
+        assert [a["n"] for a in capped["allocations"]] == [16] * 4
+
+        unknown = fresh.post("/v1/runs/capped/allocations", json={"step": 1, "prompts": four})
+        assert unknown.status_code == 503, unknown.text  # was a degraded 200
+        assert unknown.json()["error"]["code"] == "store_unavailable"
+        assert unknown.headers["retry-after"] == "1"

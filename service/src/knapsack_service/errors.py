@@ -4,11 +4,18 @@ Every 4xx names the offending field: validation errors carry a `details` list
 of `{"field", "message"}` with dotted paths (`results.3.successes`), and the
 first one is repeated in `message` so a log line alone tells what was wrong.
 A 5xx is a bug, never an answer to bad input.
+
+Domain code (allocation, reporting, runs, the store, the engine) raises its own
+errors and never an HTTP one; `install_error_handlers` maps them to the contract
+in one place: `RunNotFound` 404 `run_not_found`, `StoreUnavailable` 503
+`store_unavailable` with `Retry-After`, `EngineInputError` and `InvalidField` 422
+naming the field (an infeasible budget adds its feasible range as `low`/`high`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
+
+from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
+from knapsack_service.runs import InvalidField
+from knapsack_service.store import RunNotFound, StoreUnavailable
 
 logger = logging.getLogger("knapsack_service")
 
@@ -32,6 +43,8 @@ _STATUS_CODES = {
     429: "overloaded",
     503: "unavailable",
 }
+#: Seconds a trainer should wait before retrying a request the store could not serve.
+RETRY_AFTER_SECONDS = "1"
 
 
 class ApiError(Exception):
@@ -121,6 +134,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RunNotFound)
+    async def _run_not_found(_: Request, exc: RunNotFound) -> JSONResponse:
+        message = f"run {exc.run_id!r} does not exist; PUT it first"
+        return error_response(404, "run_not_found", message)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        metrics = request.app.state.krl.metrics
+        route = request.scope.get("route")
+        metrics.store_errors.labels(getattr(route, "name", "unknown")).inc()
+        metrics.store_up.set(0)
+        logger.warning("store unavailable", extra={"error": repr(exc)})
+        message = f"statistics store unavailable ({exc}); the same request may be retried"
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+        return error_response(503, "store_unavailable", message, headers=headers)
+
+    @app.exception_handler(EngineInputError)
+    async def _engine_input(_: Request, exc: EngineInputError) -> JSONResponse:
+        detail: dict[str, object] = {"field": exc.field, "message": str(exc)}
+        if isinstance(exc, InfeasibleBudget):  # clients need not parse the message
+            detail["low"] = exc.low
+            detail["high"] = None if math.isinf(exc.high) else exc.high
+        return error_response(422, "invalid_request", f"{exc.field}: {exc}", [detail])
+
+    @app.exception_handler(InvalidField)
+    async def _invalid_field(_: Request, exc: InvalidField) -> JSONResponse:
+        detail = {"field": exc.field, "message": str(exc)}
+        return error_response(422, "invalid_request", f"{exc.field}: {exc}", [detail])
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,9 +16,10 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from knapsack_service import __version__
+from knapsack_service.bands import DIFFICULTY_METRIC_LABELS
 
-#: Bands of estimated success rate used for the paper's Fig. 5 (budget by difficulty).
-DIFFICULTY_BUCKETS = ("unseen", "p0", "p0_20", "p20_40", "p40_60", "p60_80", "p80_100", "p1")
+#: Bands of estimated success rate (the paper's Fig. 5), as label values; see bands.py.
+DIFFICULTY_BUCKETS = DIFFICULTY_METRIC_LABELS
 
 _LATENCY_BUCKETS = (
     0.0005,

@@ -1,4 +1,4 @@
-"""From an outcome report on the wire to the groups the store applies.
+"""Reports in, summaries out: an outcome report -> groups -> store; per-step summaries.
 
 Non-binary rewards are turned into counts here, with the run's
 `success_threshold`, so the store only ever sees (successes, trials) and a
@@ -8,8 +8,20 @@ whatever the threshold says (API.md, "Runs").
 
 from __future__ import annotations
 
-from knapsack_client import OutcomeReport, PromptResult
-from knapsack_service.store import GroupOutcome
+from typing import Any
+
+from knapsack_client import (
+    BetaEstimator,
+    OutcomeAck,
+    OutcomeReport,
+    PromptResult,
+    RunSummary,
+    StepSummary,
+)
+from knapsack_service.allocation import wait_for_summary
+from knapsack_service.runs import check_count, read_settings
+from knapsack_service.state import ServiceState
+from knapsack_service.store import ApplyResult, GroupOutcome, ReportToApply, StoreUnavailable
 
 
 def to_group(result: PromptResult, success_threshold: float) -> GroupOutcome:
@@ -55,3 +67,67 @@ def to_groups(report: OutcomeReport, success_threshold: float) -> tuple[GroupOut
         else:
             append(to_group(result, success_threshold))
     return tuple(groups)
+
+
+async def apply_report(state: ServiceState, run_id: str, report: OutcomeReport) -> OutcomeAck:
+    """Apply a report once, all or nothing (deduplicated by report_id), and count it."""
+    check_count("results", len(report.results), state.settings.max_prompts)
+    settings = await read_settings(state.store, state.known_runs, run_id)
+    decay = settings.estimator.decay if isinstance(settings.estimator, BetaEstimator) else 1.0
+    groups = to_groups(report, settings.success_threshold)
+    to_apply = ReportToApply(
+        report_id=report.report_id, step=report.step, decay=decay, groups=groups
+    )
+    metrics = state.metrics
+    try:
+        result = await state.store.apply_report(run_id, to_apply)
+    except StoreUnavailable:  # the API answers 503 and counts the store error
+        metrics.reports.labels("rejected").inc()
+        raise
+    metrics.store_up.set(1)
+    if result.duplicate:
+        metrics.reports.labels("duplicate").inc()
+        metrics.duplicate_reports.inc()
+    else:
+        metrics.reports.labels("applied").inc()
+        metrics.outcomes.inc(sum(group.trials for group in groups))
+        _update_run_gauges(state, run_id, report.step, result)
+    return OutcomeAck(accepted=result.accepted, duplicate=result.duplicate)
+
+
+def _update_run_gauges(state: ServiceState, run_id: str, step: int, result: ApplyResult) -> None:
+    """Per-run gauges from the step's totals as the store holds them after this report."""
+    totals = result.step_totals
+    if not totals:
+        return
+    metrics = state.metrics
+    label = metrics.run_label(run_id)
+    rollouts = totals.get("rollouts", 0)
+    groups = totals.get("groups", 0)
+    if rollouts:
+        metrics.run_effective_ratio.labels(label).set(
+            totals.get("effective_rollouts", 0) / rollouts
+        )
+    if groups:
+        metrics.run_all_success.labels(label).set(totals.get("all_success_groups", 0) / groups)
+        metrics.run_all_failure.labels(label).set(totals.get("all_failure_groups", 0) / groups)
+    metrics.run_last_step.labels(label).set(step)
+
+
+async def run_summary(state: ServiceState, run_id: str, last: int | None) -> RunSummary:
+    """Per-step summaries, including every allocation this process has answered."""
+    await wait_for_summary(state, run_id)
+    rows = await state.store.read_summary(run_id, last)
+    return RunSummary(run_id=run_id, steps=[summarise_step(row) for row in rows])
+
+
+def summarise_step(row: dict[str, Any]) -> StepSummary:
+    """Raw per-step counters -> the contract's step summary with shares."""
+    rollouts = int(row.get("rollouts", 0))
+    groups = int(row.get("groups", 0))
+    return StepSummary(
+        **row,
+        effective_ratio=(row.get("effective_rollouts", 0) / rollouts) if rollouts else None,
+        all_success_share=(row.get("all_success_groups", 0) / groups) if groups else None,
+        all_failure_share=(row.get("all_failure_groups", 0) / groups) if groups else None,
+    )

@@ -29,5 +29,5 @@ V1_ERRORS: Responses = {
 RUN_ERRORS: Responses = {**V1_ERRORS, 404: _error("run_not_found: PUT the run first")}
 STORE_ERRORS: Responses = {
     **RUN_ERRORS,
-    503: _error("Statistics store unavailable; nothing changed, retry after Retry-After"),
+    503: _error("Statistics store unavailable; the same request may be retried after Retry-After"),
 }

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from knapsack_service.bands import DIFFICULTY_BANDS, difficulty_band
 from knapsack_service.store.base import GroupOutcome, PromptBatch
 
 #: Outcomes kept per prompt (the largest window the wire model allows).
@@ -75,20 +76,7 @@ BUDGET_BUCKETS: tuple[tuple[str, int | None], ...] = (
     ("65-128", 128),
     ("129+", None),
 )
-#: Difficulty bands by estimated success rate p_hat (NaN = unseen). The exact
-#: 0 and 1 bands are the prompts GRPO learns nothing from (paper, Fig. 2).
-DIFFICULTY_BANDS: tuple[str, ...] = (
-    "unseen",
-    "0",
-    "(0,0.2]",
-    "(0.2,0.4]",
-    "(0.4,0.6]",
-    "(0.6,0.8]",
-    "(0.8,1)",
-    "1",
-)
 _BUDGET_UPPER = np.array([upper for _, upper in BUDGET_BUCKETS[:-1]], dtype=np.int64)
-_DIFFICULTY_EDGES = np.array([0.2, 0.4, 0.6, 0.8], dtype=np.float64)
 
 #: Per-step counters that reports increment (all keys of a summary dict besides the
 #: histograms); `allocated_*` and `allocations` come from `record_allocation`.
@@ -354,15 +342,7 @@ def allocation_increments(n: np.ndarray, p_hat: np.ndarray) -> dict[str, int]:
         if count:
             increments[BUDGET_PREFIX + label] = count
 
-    unseen = np.isnan(p_hat)
-    rate = np.where(unseen, 0.5, p_hat)
-    band = np.where(
-        unseen,
-        0,
-        np.where(
-            rate <= 0.0, 1, np.where(rate >= 1.0, 7, 2 + np.searchsorted(_DIFFICULTY_EDGES, rate))
-        ),
-    )
+    band = difficulty_band(p_hat)
     prompts = np.bincount(band, minlength=len(DIFFICULTY_BANDS))
     rollouts = np.bincount(band, weights=n, minlength=len(DIFFICULTY_BANDS))
     for label, count, total in zip(

@@ -1,0 +1,128 @@
+"""Runs: their settings (with the bounded memory of the runs served), counters, deletion.
+
+The service remembers the settings of the runs it has served, in a bounded LRU
+(`KnownRuns`), so that an allocation answered while the store is down still
+honours the run's limits (max_n, budget, min_n); a run it has not seen since it
+started cannot be honoured, so it answers 503 rather than guess (issue 12, item 7).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import lru_cache
+from threading import Lock
+
+from knapsack_client import RunCounters, RunInfo, RunSettings
+from knapsack_service.store import RunNotFound, Store
+
+#: Runs whose settings are remembered for degraded answers (a few hundred bytes each).
+KNOWN_RUNS_LIMIT = 10_000
+
+
+@lru_cache(maxsize=1024)
+def parse_settings(raw: str) -> RunSettings:
+    """Stored settings JSON -> model, cached by text: every allocation needs them."""
+    return RunSettings.model_validate_json(raw)
+
+
+class InvalidField(ValueError):
+    """A request the models accept but the service refuses (a limit); `field` names it.
+
+    Domain code raises it; the API answers 422 naming the field (errors.py).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_count(field: str, count: int, limit: int) -> None:
+    """Refuse a list longer than the service's per-request limit (`KRL_MAX_PROMPTS`)."""
+    if count > limit:
+        raise InvalidField(field, f"at most {limit} entries per request, got {count}")
+
+
+class KnownRuns:
+    """The settings of the runs served lately, least recently used dropped first.
+
+    Threads touch it too (large allocations finish in the threadpool), hence the lock.
+    """
+
+    def __init__(self, limit: int = KNOWN_RUNS_LIMIT) -> None:
+        self._limit = limit
+        self._settings: OrderedDict[str, RunSettings] = OrderedDict()
+        self._lock = Lock()
+
+    def remember(self, run_id: str, settings: RunSettings) -> RunSettings:
+        """Keep `settings` as the run's latest; returns them."""
+        with self._lock:
+            self._settings[run_id] = settings
+            self._settings.move_to_end(run_id)
+            while len(self._settings) > self._limit:
+                self._settings.popitem(last=False)
+        return settings
+
+    def get(self, run_id: str) -> RunSettings | None:
+        """The run's last known settings, or None."""
+        with self._lock:
+            return self._settings.get(run_id)
+
+    def forget(self, run_id: str) -> None:
+        """The run is gone (deleted, or its settings missing from the store)."""
+        with self._lock:
+            self._settings.pop(run_id, None)
+
+    def __len__(self) -> int:
+        return len(self._settings)
+
+
+async def read_settings(store: Store, known: KnownRuns, run_id: str) -> RunSettings:
+    """The run's settings from the store; `RunNotFound` if it has none."""
+    raw = await store.get_settings(run_id)
+    return settings_from_store(known, run_id, raw)
+
+
+def settings_from_store(known: KnownRuns, run_id: str, raw: str | None) -> RunSettings:
+    """Parse what the store holds for a run, remembering it (or forgetting a gone run)."""
+    if raw is None:
+        known.forget(run_id)
+        raise RunNotFound(run_id)
+    return known.remember(run_id, parse_settings(raw))
+
+
+async def put_run(store: Store, known: KnownRuns, run_id: str, settings: RunSettings) -> RunInfo:
+    """Create or replace the run's settings; `created` tells which."""
+    created = await store.put_settings(run_id, settings.model_dump_json())
+    known.remember(run_id, settings)
+    counters = await store.read_counters(run_id)
+    return RunInfo(
+        run_id=run_id, settings=settings, counters=RunCounters(**counters), created=created
+    )
+
+
+async def run_info(store: Store, known: KnownRuns, run_id: str) -> RunInfo:
+    """Settings and counters; `RunNotFound` if the run is missing (or deleted meanwhile)."""
+    settings = await read_settings(store, known, run_id)
+    counters = await store.read_counters(run_id)
+    return RunInfo(run_id=run_id, settings=settings, counters=RunCounters(**counters))
+
+
+async def delete_run(store: Store, known: KnownRuns, run_id: str) -> None:
+    """Remove every key of the run; `RunNotFound` if nothing existed."""
+    known.forget(run_id)
+    if not await store.delete_run(run_id):
+        raise RunNotFound(run_id)
+
+
+__all__ = [
+    "KNOWN_RUNS_LIMIT",
+    "InvalidField",
+    "KnownRuns",
+    "check_count",
+    "delete_run",
+    "parse_settings",
+    "put_run",
+    "read_settings",
+    "run_info",
+    "settings_from_store",
+]
