@@ -73,6 +73,31 @@ def test_beta_evidence_decays_and_late_reports_never_amplify() -> None:
     assert window.beta_successes == 3.75
 
 
+def test_last_visit_and_per_visit_evidence() -> None:
+    rec = apply_group(EMPTY_RECORD, 3, 4, None, 10, 0.5)
+    assert (rec.visit_successes, rec.visit_trials) == (3, 4)
+    assert (rec.visit_beta_successes, rec.visit_beta_failures) == (3.0, 1.0)
+    rec = apply_group(rec, 1, 2, None, 10, 0.5)  # same step: the same visit
+    assert (rec.visit_successes, rec.visit_trials) == (4, 6)
+    assert (rec.visit_beta_successes, rec.visit_beta_failures) == (4.0, 2.0)
+    rec = apply_group(rec, 0, 2, None, 30, 0.5)  # 20 steps later: one visit of decay
+    assert (rec.visit_successes, rec.visit_trials) == (0, 2)
+    assert (rec.visit_beta_successes, rec.visit_beta_failures) == (2.0, 3.0)
+    assert rec.beta_successes == round_to_float32(4.0 * 0.5**20)  # per step: nearly gone
+    late = apply_group(rec, 2, 2, None, 12, 0.5)  # a late group: one visit old
+    assert (late.visit_successes, late.visit_trials) == (0, 2)
+    assert (late.visit_beta_successes, late.visit_beta_failures) == (3.0, 3.0)
+
+
+def test_one_visit_above_uint32_overflows() -> None:
+    big = 2**31 - 1
+    rec = apply_group(apply_group(EMPTY_RECORD, 0, big, None, 1, 1.0), 0, big, None, 1, 1.0)
+    assert rec.visit_trials == 2 * big
+    with pytest.raises(OverflowError):
+        apply_group(rec, 0, 2, None, 1, 1.0)
+    assert apply_group(rec, 0, 2, None, 2, 1.0).visit_trials == 2  # a new visit
+
+
 def test_mean_tokens_weighted_by_trials_of_reports_that_carried_them() -> None:
     rec = apply_group(EMPTY_RECORD, 1, 2, None, 0, 1.0)
     assert rec.token_trials == 0
@@ -83,14 +108,18 @@ def test_mean_tokens_weighted_by_trials_of_reports_that_carried_them() -> None:
 
 
 def test_record_encoding_round_trips_and_empty_record_is_unseen() -> None:
-    rec = PromptRecord(2**48 - 1, 2**40, 2**47 + 5, 7, 1.5, 0.25, 812.0, 2**31 - 1, 3)
+    rec = PromptRecord(
+        2**48 - 1, 2**40, 2**47 + 5, 7, 1.5, 0.25, 812.0, 2**31 - 1, 3, 5, 2**32 - 1, 2.5, 0.5
+    )
     raw = encode_record(rec)
-    assert len(raw) == 44
+    assert len(raw) == 60
     assert decode_record(raw) == rec
     batch = decode_records(raw + EMPTY_RECORD_BYTES)
     assert batch.successes.tolist() == [2**48 - 1, 0]
     assert batch.ring.tolist() == [2**47 + 5, 0]
     assert batch.seen.tolist() == [True, False]
+    assert batch.visit_trials.tolist() == [2**32 - 1, 0]
+    assert batch.visit_beta_successes.tolist() == [2.5, 0.0]
     assert batch.mean_tokens[0] == 812.0 and math.isnan(batch.mean_tokens[1])
     with pytest.raises(ValueError):
         decode_records(raw[:-1])

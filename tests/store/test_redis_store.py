@@ -59,8 +59,8 @@ def test_every_key_of_a_run_carries_its_hash_tag(redis_url: str) -> None:
     keys = all_keys(redis_url) - {RUNS_KEY.encode()}
     assert keys == {prefix + s for s in (b"cfg", b"meta", b"p", b"steps", b"rids", b"s:3")}
     with redis.Redis.from_url(redis_url) as client:
-        # The record is the 44-byte layout, keyed by the raw prompt id.
-        assert len(client.hget(prefix + b"p", b"p{1}:*")) == 44
+        # The record is the 60-byte layout, keyed by the raw prompt id.
+        assert len(client.hget(prefix + b"p", b"p{1}:*")) == 60
 
 
 def test_delete_removes_exactly_the_runs_keys(redis_url: str) -> None:

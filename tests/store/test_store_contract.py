@@ -69,6 +69,10 @@ def assert_batch_matches(batch: PromptBatch, ids: list[str], records: dict[str, 
         assert batch.beta_failures[i] == rec.beta_failures, pid
         assert batch.beta_step[i] == rec.beta_step, pid
         assert batch.last_step[i] == rec.last_step, pid
+        assert batch.visit_successes[i] == rec.visit_successes, pid
+        assert batch.visit_trials[i] == rec.visit_trials, pid
+        assert batch.visit_beta_successes[i] == rec.visit_beta_successes, pid
+        assert batch.visit_beta_failures[i] == rec.visit_beta_failures, pid
         if rec.token_trials:
             assert batch.mean_tokens[i] == rec.mean_tokens, pid
         else:

@@ -129,6 +129,10 @@ class PromptBatch:
         last_step: int64, largest step reported (-1 = never seen).
         mean_tokens: float64, trial-weighted mean response tokens (NaN = unknown).
         seen: bool, the prompt has at least one reported group.
+        visit_successes: int64, successes of the last visit (the groups of last_step).
+        visit_trials: int64, trials of the last visit.
+        visit_beta_successes: float64, Beta evidence for success, decayed per visit.
+        visit_beta_failures: float64, Beta evidence for failure, decayed per visit.
 
     """
 
@@ -141,6 +145,10 @@ class PromptBatch:
     last_step: np.ndarray
     mean_tokens: np.ndarray
     seen: np.ndarray
+    visit_successes: np.ndarray
+    visit_trials: np.ndarray
+    visit_beta_successes: np.ndarray
+    visit_beta_failures: np.ndarray
 
     def __len__(self) -> int:
         return int(self.seen.shape[0])

@@ -5,23 +5,36 @@ store runs `lua/apply_report.lua`, which repeats the same operations in the same
 on IEEE doubles (Lua 5.1 numbers) and rounds to float32 at the same points, so both
 stores produce byte-identical records (tests/store check it).
 
-Record layout, little endian, 44 bytes (Lua `struct` format `<I6I6I6I6fffi4i4`):
+Record layout, little endian, 60 bytes (Lua `struct` format `<I6I6I6I6fffi4i4I4I4ff`):
 
-| offset | field          | type    | meaning                                              |
-| ------ | -------------- | ------- | ---------------------------------------------------- |
-| 0      | successes      | uint48  | cumulative successes, never decayed                  |
-| 6      | trials         | uint48  | cumulative trials                                    |
-| 12     | ring           | uint48  | last 48 outcomes, newest in bit 0, 1 = success       |
-| 18     | token_trials   | uint48  | trials of the reports that carried response tokens   |
-| 24     | beta_successes | float32 | Beta evidence for success, decayed to beta_step      |
-| 28     | beta_failures  | float32 | Beta evidence for failure, decayed to beta_step      |
-| 32     | mean_tokens    | float32 | trial-weighted mean response tokens (0 if unknown)   |
-| 36     | beta_step      | int32   | step the Beta evidence is decayed to, -1 = never     |
-| 40     | last_step      | int32   | largest reported step, -1 = never                    |
+| offset | field                | type    | meaning                                              |
+| ------ | -------------------- | ------- | ---------------------------------------------------- |
+| 0      | successes            | uint48  | cumulative successes, never decayed                  |
+| 6      | trials               | uint48  | cumulative trials                                    |
+| 12     | ring                 | uint48  | last 48 outcomes, newest in bit 0, 1 = success       |
+| 18     | token_trials         | uint48  | trials of the reports that carried response tokens   |
+| 24     | beta_successes       | float32 | Beta evidence for success, decayed to beta_step      |
+| 28     | beta_failures        | float32 | Beta evidence for failure, decayed to beta_step      |
+| 32     | mean_tokens          | float32 | trial-weighted mean response tokens (0 if unknown)   |
+| 36     | beta_step            | int32   | step the Beta evidence is decayed to, -1 = never     |
+| 40     | last_step            | int32   | largest reported step, -1 = never                    |
+| 44     | visit_successes      | uint32  | successes of the last visit (groups of last_step)    |
+| 48     | visit_trials         | uint32  | trials of the last visit                             |
+| 52     | visit_beta_successes | float32 | Beta evidence for success, decayed once per visit    |
+| 56     | visit_beta_failures  | float32 | Beta evidence for failure, decayed once per visit    |
 
-Why 44 bytes: with a 4-byte sds header and terminator the value takes jemalloc's
-48-byte size class, which keeps a tracked prompt near 120 bytes of Redis memory
-(dict entry, field, value, bucket) against the 150-byte target. 48-bit counters
+A visit is a step in which the prompt was reported: every group of one step adds to
+one visit, a larger step starts a new one, and a group of an older step (a late
+report) leaves the last visit as it is. The last visit feeds the paper's estimator
+(`LastVisitEstimator`: its mean when it had >= 16 rollouts); the per-visit evidence
+lets knapsack-bayes decay by visits of the prompt instead of global steps (a prompt
+seen once per epoch keeps its evidence across the epoch). Both evidence pairs are
+kept, so a run chooses its decay unit without a migration.
+
+Why 60 bytes: with a 3-byte sds header and terminator the value takes jemalloc's
+64-byte size class (44 bytes fitted the 48-byte class; any field more fills 64), which
+keeps a tracked prompt near 140 bytes of Redis memory (dict entry, field, value,
+bucket) against the 150-byte target (bench/redis_memory.py). 48-bit counters
 hold 2.8e14 trials; the window estimator needs at most 48 outcomes (`WindowEstimator`
 allows `window <= 48`); float32 keeps Beta evidence and token means to 7 digits,
 far below the noise of a success-rate estimate.
@@ -44,8 +57,10 @@ RING_BITS = 48
 #: Largest value of a 48-bit counter.
 MAX_COUNTER = 2**48 - 1
 #: `struct` format of a record, identical in Python and in the Lua scripts.
-RECORD_FORMAT = "<6s6s6s6sfffii"
-RECORD_SIZE = 44
+RECORD_FORMAT = "<6s6s6s6sfffiiIIff"
+RECORD_SIZE = 60
+#: Largest trials of one visit (a uint32).
+MAX_VISIT_TRIALS = 2**32 - 1
 
 #: numpy view of a packed record; 48-bit counters are read as 6 raw bytes.
 RECORD_DTYPE = np.dtype(
@@ -59,6 +74,10 @@ RECORD_DTYPE = np.dtype(
         ("mean_tokens", "<f4"),
         ("beta_step", "<i4"),
         ("last_step", "<i4"),
+        ("visit_successes", "<u4"),
+        ("visit_trials", "<u4"),
+        ("visit_beta_successes", "<f4"),
+        ("visit_beta_failures", "<f4"),
     ]
 )
 assert RECORD_DTYPE.itemsize == RECORD_SIZE == struct.calcsize(RECORD_FORMAT)
@@ -115,6 +134,10 @@ class PromptRecord:
     mean_tokens: float = 0.0
     beta_step: int = -1
     last_step: int = -1
+    visit_successes: int = 0
+    visit_trials: int = 0
+    visit_beta_successes: float = 0.0
+    visit_beta_failures: float = 0.0
 
 
 EMPTY_RECORD = PromptRecord()
@@ -191,6 +214,23 @@ def apply_group(
     beta_s = beta_s + successes * weight
     beta_f = beta_f + (trials - successes) * weight
 
+    # The last visit and the per-visit evidence: a larger step is a new visit (the
+    # evidence so far decays once), the same step adds to it, an older step (a late
+    # report) counts one visit old and leaves the last visit alone.
+    visit_s, visit_t = record.visit_successes, record.visit_trials
+    visit_bs, visit_bf = record.visit_beta_successes, record.visit_beta_failures
+    if step > record.last_step:
+        visit_s, visit_t = successes, trials
+        visit_bs = visit_bs * decay + successes
+        visit_bf = visit_bf * decay + (trials - successes)
+    elif step == record.last_step:
+        visit_s, visit_t = visit_s + successes, visit_t + trials
+        visit_bs = visit_bs + successes
+        visit_bf = visit_bf + (trials - successes)
+    else:
+        visit_bs = visit_bs + successes * decay
+        visit_bf = visit_bf + (trials - successes) * decay
+
     token_trials, mean = record.token_trials, record.mean_tokens
     if mean_tokens is not None:
         if token_trials == 0:
@@ -201,6 +241,8 @@ def apply_group(
 
     if max(new_successes, new_trials, token_trials) > MAX_COUNTER:
         raise OverflowError("a prompt's cumulative trials exceed 2**48 - 1")
+    if visit_t > MAX_VISIT_TRIALS:
+        raise OverflowError("a prompt's trials in one step exceed 2**32 - 1")
     return PromptRecord(
         successes=new_successes,
         trials=new_trials,
@@ -211,6 +253,10 @@ def apply_group(
         mean_tokens=round_to_float32(mean),
         beta_step=beta_step,
         last_step=max(record.last_step, step),
+        visit_successes=visit_s,
+        visit_trials=visit_t,
+        visit_beta_successes=round_to_float32(visit_bs),
+        visit_beta_failures=round_to_float32(visit_bf),
     )
 
 
@@ -219,7 +265,7 @@ def _u48(value: int) -> bytes:
 
 
 def encode_record(record: PromptRecord) -> bytes:
-    """Pack a record into its 44-byte layout."""
+    """Pack a record into its 60-byte layout."""
     return struct.pack(
         RECORD_FORMAT,
         _u48(record.successes),
@@ -231,12 +277,18 @@ def encode_record(record: PromptRecord) -> bytes:
         record.mean_tokens,
         record.beta_step,
         record.last_step,
+        record.visit_successes,
+        record.visit_trials,
+        record.visit_beta_successes,
+        record.visit_beta_failures,
     )
 
 
 def decode_record(raw: bytes) -> PromptRecord:
-    """Unpack one 44-byte record."""
-    s, t, ring, tt, beta_s, beta_f, mean, beta_step, last_step = struct.unpack(RECORD_FORMAT, raw)
+    """Unpack one 60-byte record."""
+    (s, t, ring, tt, beta_s, beta_f, mean, beta_step, last_step, vs, vt, vbs, vbf) = struct.unpack(
+        RECORD_FORMAT, raw
+    )
     return PromptRecord(
         successes=int.from_bytes(s, "little"),
         trials=int.from_bytes(t, "little"),
@@ -247,6 +299,10 @@ def decode_record(raw: bytes) -> PromptRecord:
         mean_tokens=mean,
         beta_step=beta_step,
         last_step=last_step,
+        visit_successes=vs,
+        visit_trials=vt,
+        visit_beta_successes=vbs,
+        visit_beta_failures=vbf,
     )
 
 
@@ -281,6 +337,10 @@ def decode_records(blob: bytes) -> PromptBatch:
         last_step=last_step,
         mean_tokens=np.where(token_trials > 0, packed["mean_tokens"].astype(np.float64), np.nan),
         seen=last_step >= 0,
+        visit_successes=packed["visit_successes"].astype(np.int64),
+        visit_trials=packed["visit_trials"].astype(np.int64),
+        visit_beta_successes=packed["visit_beta_successes"].astype(np.float64),
+        visit_beta_failures=packed["visit_beta_failures"].astype(np.float64),
     )
 
 
@@ -403,6 +463,7 @@ __all__ = [
     "EMPTY_RECORD",
     "EMPTY_RECORD_BYTES",
     "MAX_COUNTER",
+    "MAX_VISIT_TRIALS",
     "RECORD_DTYPE",
     "RECORD_FORMAT",
     "RECORD_SIZE",

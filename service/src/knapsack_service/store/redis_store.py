@@ -6,7 +6,7 @@ Layout of one run (every key carries the run's hash tag, see `keys.py`):
 | -------------------- | ---------- | ------------------------------------------------ |
 | `krl:{r}:cfg`        | string     | settings JSON; its presence means the run exists |
 | `krl:{r}:meta`       | hash       | run counters                                     |
-| `krl:{r}:p`          | hash       | prompt id -> 44-byte record (`records.py`)       |
+| `krl:{r}:p`          | hash       | prompt id -> 60-byte record (`records.py`)       |
 | `krl:{r}:steps`      | sorted set | steps with a summary, score = step               |
 | `krl:{r}:s:<step>`   | hash       | per-step summary counters                        |
 | `krl:{r}:rids`       | sorted set | applied report ids, score = unix seconds         |

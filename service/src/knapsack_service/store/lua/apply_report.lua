@@ -5,7 +5,7 @@
 --
 -- KEYS[1] cfg          run settings (string); absent = run not found
 -- KEYS[2] meta         run counters (hash)
--- KEYS[3] prompts      prompt id -> packed 44-byte record (hash)
+-- KEYS[3] prompts      prompt id -> packed 60-byte record (hash)
 -- KEYS[4] steps        index of step summaries (sorted set, score = step)
 -- KEYS[5] report ids   report id -> unix seconds of first application (sorted set)
 -- KEYS[6] step summary counters of ARGV[2]'s step (hash)
@@ -14,10 +14,11 @@
 --       zero_variance ('0' | '1')
 -- Returns {accepted, duplicate (0|1)}.
 
-local RECORD = '<I6I6I6I6fffi4i4'
+local RECORD = '<I6I6I6I6fffi4i4I4I4ff'
 local RING_BITS = 48
 local MAX_COUNT = 2147483647
 local MAX_COUNTER = 2^48 - 1
+local MAX_VISIT_TRIALS = 2^32 - 1
 local HEAD = 5
 local PER_GROUP = 5
 local CHUNK = 2000
@@ -112,7 +113,7 @@ for first = 1, #unique, CHUNK do
   end
 end
 
-local EMPTY = struct.pack(RECORD, 0, 0, 0, 0, 0, 0, 0, -1, -1)
+local EMPTY = struct.pack(RECORD, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, 0, 0, 0)
 local unpack_record, pack_record = struct.unpack, struct.pack
 
 -- Ring bits of a group depend on (successes, trials) only; a report repeats few
@@ -147,7 +148,7 @@ local function decay_power(k)
 end
 
 local function apply(raw, s, t, m)
-  local rs, rt, ring, tt, bs, bf, mean, bstep, last = unpack_record(RECORD, raw)
+  local rs, rt, ring, tt, bs, bf, mean, bstep, last, vs, vt, vbs, vbf = unpack_record(RECORD, raw)
   rs = rs + s
   rt = rt + t
 
@@ -174,6 +175,21 @@ local function apply(raw, s, t, m)
     bf = bf + (t - s) * weight
   end
 
+  -- The last visit and the per-visit evidence (records.py: a larger step is a new
+  -- visit, the same step adds to it, an older step counts one visit old).
+  if step > last then
+    vs, vt = s, t
+    vbs = vbs * decay + s
+    vbf = vbf * decay + (t - s)
+  elseif step == last then
+    vs, vt = vs + s, vt + t
+    vbs = vbs + s
+    vbf = vbf + (t - s)
+  else
+    vbs = vbs + s * decay
+    vbf = vbf + (t - s) * decay
+  end
+
   if m then
     if tt == 0 then
       mean = m
@@ -186,8 +202,11 @@ local function apply(raw, s, t, m)
   if rs > MAX_COUNTER or rt > MAX_COUNTER or tt > MAX_COUNTER then
     error({err = 'KRL_OVERFLOW cumulative trials exceed 2^48 - 1'})
   end
+  if vt > MAX_VISIT_TRIALS then
+    error({err = 'KRL_OVERFLOW trials in one step exceed 2^32 - 1'})
+  end
   if step > last then last = step end
-  return pack_record(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last)
+  return pack_record(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last, vs, vt, vbs, vbf)
 end
 
 local rollouts, successes, effective, zero_variance = 0, 0, 0, 0
