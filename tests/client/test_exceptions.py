@@ -16,7 +16,7 @@ from knapsack_client import (
     ServiceUnavailable,
     Unauthorized,
 )
-from knapsack_client._client import quote_segment
+from knapsack_client._calls import get_run, quote_segment
 from knapsack_client._exceptions import (
     error_from_response,
     map_transport_error,
@@ -113,15 +113,20 @@ def test_run_ids_are_one_escaped_segment() -> None:
     assert quote_segment("run-7") == "run-7"
 
 
+def sent_headers(client: KnapsackClient) -> httpx.Headers:
+    """The headers of a request the client would send."""
+    return client._build(client._http, get_run("run")).headers
+
+
 def test_configuration_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KRL_URL", "http://from-env:1/")
     monkeypatch.setenv("KRL_TOKEN", "env-token")
     from_env = KnapsackClient()
     assert from_env.base_url == "http://from-env:1"
-    assert from_env._headers()["Authorization"] == "Bearer env-token"
+    assert sent_headers(from_env)["Authorization"] == "Bearer env-token"
     explicit = KnapsackClient("http://explicit:2", token="")
     assert explicit.base_url == "http://explicit:2"
-    assert "Authorization" not in explicit._headers()
+    assert "Authorization" not in sent_headers(explicit)
     with httpx.Client(base_url="http://in-process") as http:
         assert KnapsackClient(http_client=http).base_url == "http://in-process"
     for client in (from_env, explicit):

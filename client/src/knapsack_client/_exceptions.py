@@ -2,7 +2,7 @@
 
 ```
 KnapsackError                 anything the client raises
-├── ServiceUnavailable        no answer: connect error, timeout, 429/502/503/504 after retries
+├── ServiceUnavailable        no answer: connect error, timeout, 408/429/502/503/504 after retries
 │   └── ServerError           an answer, but a 5xx that is a service bug (500): not retried
 ├── InvalidRequest            400/413/422 or a request the client refused to send: never retried
 ├── RunNotFound               404 run_not_found: call ensure_run() first
@@ -27,8 +27,9 @@ import httpx
 import pydantic
 
 #: Statuses that mean "not now": retried with backoff, honouring Retry-After.
-#: 502 and 504 are what a proxy in front of a restarting service answers.
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: 502 and 504 are what a proxy in front of a restarting service answers; 408 is
+#: a server that gave up waiting for the request (RFC 9110 §15.5.9).
+RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 #: Statuses that mean the request itself is wrong and can never succeed as sent.
 INVALID_REQUEST_STATUSES = frozenset({400, 405, 409, 413, 415, 422})
 
@@ -173,8 +174,19 @@ def error_from_response(response: httpx.Response) -> KnapsackError | None:
     if status in INVALID_REQUEST_STATUSES or (400 <= status < 500 and status != 404):
         return InvalidRequest(text, field=_first_field(details), **common)
     # A 404 that is not run_not_found means the URL is wrong (base URL, proxy
-    # prefix): a configuration error, not a bad report, so the journal keeps it.
+    # prefix): a configuration error rather than a wrong request.
     return KnapsackError(text, **common)
+
+
+def is_final_refusal(error: KnapsackError) -> bool:
+    """Whether the service answered that this request can never succeed as sent.
+
+    Every 4xx but 408 and 429 ("not now"): resending the same report cannot
+    change the answer, so the journal drops it instead of resending it forever.
+    A 5xx is kept: a fixed or redeployed service may take the report later.
+    """
+    status = error.status
+    return status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUSES
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -271,4 +283,5 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "Unauthorized",
+    "is_final_refusal",
 ]

@@ -87,6 +87,3 @@ class RetryPolicy:
 
 #: Default for every call.
 DEFAULT_RETRY = RetryPolicy()
-#: Default for allocate(): a trainer waiting on its budget would rather get the
-#: uniform fallback quickly than wait out a long outage.
-DEFAULT_ALLOCATE_RETRY = RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.5)
