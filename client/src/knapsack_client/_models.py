@@ -168,12 +168,37 @@ class WindowEstimator(_Request):
         return self
 
 
+class LastVisitEstimator(_Request):
+    """The paper code's estimate, the default: the last visit's, or the last window's.
+
+    The mean of the prompt's last visit when that visit had at least `window`
+    outcomes, else of its last `window` outcomes; fewer than `min_observations`
+    outcomes in all count as unseen.
+    """
+
+    kind: Literal["last-visit"] = "last-visit"
+    window: Annotated[int, NO_BOOL, Field(ge=1, le=RING_OUTCOMES)] = 16
+    min_observations: Annotated[int, NO_BOOL, Field(ge=1, le=RING_OUTCOMES)] = 8
+
+    @model_validator(mode="after")
+    def _check(self) -> LastVisitEstimator:
+        if self.min_observations > self.window:
+            raise FieldError("min_observations", "min_observations must not exceed window")
+        return self
+
+
 class BetaEstimator(_Request):
-    """A Beta(a, b) posterior per prompt, with evidence decayed by `decay` per step."""
+    """A Beta(a, b) posterior per prompt, evidence decayed by `decay` per step or visit.
+
+    `plug_in_from`: a posterior at least this strong (a + b) is valued at its mean
+    instead of in expectation (None: always in expectation).
+    """
 
     kind: Literal["beta"] = "beta"
     decay: Annotated[float, NO_BOOL, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
+    decay_unit: Literal["step", "visit"] = "step"
     prior: tuple[BetaParameter, BetaParameter] | Literal["pooled"] = (1.0, 1.0)
+    plug_in_from: Annotated[float, NO_BOOL, Field(gt=0.0, allow_inf_nan=False)] | None = None
 
 
 def _estimator_kind(value: object) -> str:
@@ -184,7 +209,9 @@ def _estimator_kind(value: object) -> str:
 
 
 Estimator = Annotated[
-    Annotated[WindowEstimator, Tag("window")] | Annotated[BetaEstimator, Tag("beta")],
+    Annotated[WindowEstimator, Tag("window")]
+    | Annotated[LastVisitEstimator, Tag("last-visit")]
+    | Annotated[BetaEstimator, Tag("beta")],
     Discriminator(_estimator_kind),
 ]
 
@@ -205,7 +232,7 @@ class RunSettings(_Request):
     success_threshold: Annotated[float, NO_BOOL, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = (
         DEFAULT_SUCCESS_THRESHOLD
     )
-    estimator: Estimator = Field(default_factory=WindowEstimator)
+    estimator: Estimator = Field(default_factory=LastVisitEstimator)
 
     @model_validator(mode="after")
     def _check(self) -> RunSettings:
@@ -415,6 +442,7 @@ __all__ = [
     "ErrorResponse",
     "Estimator",
     "FieldError",
+    "LastVisitEstimator",
     "LookupRequest",
     "LookupResponse",
     "OutcomeAck",

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from knapsack_client import (
     AllocationRequest,
     BetaEstimator,
+    LastVisitEstimator,
     LookupRequest,
     RunSettings,
     SolveRequest,
@@ -43,7 +44,10 @@ from knapsack_service.engine import (
 from knapsack_service.engine import (
     balance_shards,
     beta_posterior,
+    concentrate_posterior,
+    last_visit_counts,
     pooled_beta_prior,
+    visit_beta_posterior,
     window_counts,
     window_estimate,
 )
@@ -90,11 +94,15 @@ class Solution:
 def estimate(settings: RunSettings, batch: PromptBatch, step: int) -> Estimates:
     """The run's estimator applied to a batch read from the store.
 
-    - window (the paper): success rate over the last `window` outcomes; fewer than
+    - window: success rate over the last `window` outcomes; fewer than
       `min_observations` outcomes count as unseen. The posterior for knapsack-bayes is
       then Beta(1 + successes, 1 + failures) over that window.
-    - beta: decayed evidence plus a prior (fixed, or pooled over the batch's prompts
-      that have data); p_hat is the posterior mean for prompts with data.
+    - last-visit (the paper code's rule, the default): the last visit's outcomes when
+      it had at least `window` of them, else the last `window` outcomes; then as
+      window.
+    - beta: evidence decayed per step or per visit plus a prior (fixed, or pooled over
+      the batch's prompts that have data), optionally concentrated at its mean from
+      `plug_in_from` on; p_hat is the posterior mean for prompts with data.
     """
     estimator = settings.estimator
     if isinstance(estimator, BetaEstimator):
@@ -102,19 +110,35 @@ def estimate(settings: RunSettings, batch: PromptBatch, step: int) -> Estimates:
             prior_a, prior_b = pooled_beta_prior(batch.successes, batch.trials)
         else:
             prior_a, prior_b = estimator.prior
-        a, b = beta_posterior(
-            batch.beta_successes,
-            batch.beta_failures,
-            batch.beta_step,
-            step,
-            estimator.decay,
-            prior_a,
-            prior_b,
-        )
+        if estimator.decay_unit == "visit":
+            a, b = visit_beta_posterior(
+                batch.visit_beta_successes,
+                batch.visit_beta_failures,
+                estimator.decay,
+                prior_a,
+                prior_b,
+            )
+        else:
+            a, b = beta_posterior(
+                batch.beta_successes,
+                batch.beta_failures,
+                batch.beta_step,
+                step,
+                estimator.decay,
+                prior_a,
+                prior_b,
+            )
         p_hat = np.where(batch.trials > 0, a / (a + b), np.nan)
+        if estimator.plug_in_from is not None:
+            a, b = concentrate_posterior(a, b, estimator.plug_in_from)
         successes, count = window_counts(batch.ring, batch.trials, RING_BITS)
         return Estimates(p_hat, np.column_stack((a, b)), successes, count)
-    successes, count = window_counts(batch.ring, batch.trials, estimator.window)
+    if isinstance(estimator, LastVisitEstimator):
+        successes, count = last_visit_counts(
+            batch.visit_successes, batch.visit_trials, batch.ring, batch.trials, estimator.window
+        )
+    else:
+        successes, count = window_counts(batch.ring, batch.trials, estimator.window)
     p_hat = window_estimate(successes, count, estimator.min_observations)
     posterior = np.column_stack((1.0 + successes, 1.0 + (count - successes))).astype(np.float64)
     return Estimates(p_hat, posterior, successes, count)

@@ -11,7 +11,8 @@ Python (debugging, coverage).
 Public API:
     allocate(strategy, success_rates, budget, *, min_n, max_n, ...) -> AllocationResult
     balance_shards(n, workers, split_groups=True) -> ShardPlan
-    window_counts / window_estimate / beta_posterior / pooled_beta_prior
+    window_counts / last_visit_counts / window_estimate
+    beta_posterior / visit_beta_posterior / concentrate_posterior / pooled_beta_prior
     value / marginal_gain / expected_value / expected_marginal_gain / beta_moment
     solve_unit_cost / solve_cost_aware (reference solvers: engine.reference, tests only)
     EngineInputError(field) > InfeasibleBudget(low, high)
@@ -27,7 +28,10 @@ from knapsack_service.engine.balance import ShardPlan, balance_shards
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 from knapsack_service.engine.estimators import (
     beta_posterior,
+    concentrate_posterior,
+    last_visit_counts,
     pooled_beta_prior,
+    visit_beta_posterior,
     window_counts,
     window_estimate,
 )
@@ -88,15 +92,18 @@ __all__ = [
     "balance_shards",
     "beta_moment",
     "beta_posterior",
+    "concentrate_posterior",
     "expected_marginal_gain",
     "expected_value",
     "fallback_need",
+    "last_visit_counts",
     "marginal_gain",
     "objective",
     "pooled_beta_prior",
     "solve_cost_aware",
     "solve_unit_cost",
     "value",
+    "visit_beta_posterior",
     "warm_up",
     "window_counts",
     "window_estimate",
