@@ -14,6 +14,7 @@ def test_demo_against_a_running_service_with_redis(redis_service_url: str, tmp_p
     args = ["--url", redis_service_url, "--out", str(out), "--seeds", "1", "--steps", "6"]
     args += ["--prompts", "256", "--batch-size", "64", "--strategies", "uniform,knapsack"]
     args += ["--processes", "1", "--quiet", "--no-plots", "--run-prefix", "remote-demo"]
+    args += ["--diminishing", ""]
     assert demo_main(args) == 0
 
     summary = json.loads((out / "summary.json").read_text())
@@ -34,7 +35,7 @@ def test_a_second_demo_on_the_same_service_gets_fresh_runs(
     # not inherit (or duplicate the report ids of) an earlier demo's runs.
     common = ["--url", redis_service_url, "--seeds", "1", "--steps", "3", "--prompts", "128"]
     common += ["--batch-size", "32", "--strategies", "knapsack", "--processes", "1"]
-    common += ["--quiet", "--no-plots"]
+    common += ["--quiet", "--no-plots", "--diminishing", ""]
     for name in ("first", "second"):
         assert demo_main([*common, "--out", str(tmp_path / name)]) == 0
     first = json.loads((tmp_path / "first" / "summary.json").read_text())

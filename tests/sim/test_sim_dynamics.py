@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 
 from knapsack_trainer.sim import metrics
 from knapsack_trainer.sim.dataset import PromptSet
-from knapsack_trainer.sim.dynamics import LearningRates, SkillModel, group_signal, sigmoid
-from knapsack_trainer.sim.runner import SimConfig, batch_order, seeded_generators
+from knapsack_trainer.sim.dynamics import (
+    LearningRates,
+    SkillModel,
+    effective_rollouts,
+    group_signal,
+    sigmoid,
+)
+from knapsack_trainer.sim.runner import CandidateStream, SimConfig, batch_order, seeded_generators
 
 
 @settings(max_examples=60, deadline=None)
@@ -144,3 +150,86 @@ def test_simulator_and_demo_do_not_import_torch() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_linear_returns_grow_a_groups_update_linearly_in_its_size() -> None:
+    # The defect: under the exact logistic gradient a 100-rollout group moves
+    # its prompt 12.5 times as far as an 8-rollout one with the same mix; the old
+    # docstring said extra rollouts helped only through more chances of a mixed group.
+    signal = group_signal(np.array([4, 50]), np.array([8, 100]), returns="linear")
+    assert signal[1] / signal[0] == pytest.approx(12.5)
+
+
+def test_diminishing_returns_agree_at_eight_and_shrink_large_groups() -> None:
+    sizes = np.array([2, 8, 16, 64, 100])
+    linear = effective_rollouts(sizes, "linear")
+    sqrt = effective_rollouts(sizes, "sqrt")
+    capped = effective_rollouts(sizes, "capped")
+    assert sqrt[1] == linear[1] == capped[1] == 8.0
+    np.testing.assert_allclose(sqrt, np.sqrt(8 * sizes))
+    np.testing.assert_array_equal(capped, np.minimum(sizes, 16))
+    assert sqrt[4] / sqrt[1] == pytest.approx(np.sqrt(12.5))
+    assert capped[4] == capped[2] == 16.0
+    with pytest.raises(ValueError, match="returns"):
+        effective_rollouts(sizes, "log")
+
+
+def test_uniform_groups_of_eight_learn_the_same_under_every_returns_option() -> None:
+    rng = np.random.default_rng(3)
+    models = {r: _model() for r in ("linear", "sqrt", "capped")}
+    for model, returns in zip(models.values(), models, strict=True):
+        model.returns = returns
+    index = np.arange(16)
+    for _ in range(5):
+        successes = rng.integers(0, 9, size=16)
+        for model in models.values():
+            model.grpo_step(index, successes, np.full(16, 8))
+    np.testing.assert_array_equal(models["linear"].logits(), models["sqrt"].logits())
+    np.testing.assert_array_equal(models["linear"].logits(), models["capped"].logits())
+
+
+def test_held_out_prompts_gain_the_shared_skill_but_not_the_memorised_part() -> None:
+    rng = np.random.default_rng(0)
+    train = PromptSet.generate(64, 4, rng)
+    held = PromptSet.generate(32, 4, rng, prefix="held")
+    assert held.prompt_ids[0] == "held-000000"
+    model = SkillModel(train, LearningRates())
+    before_train, before_held = model.success_rates().copy(), model.transfer_rates(held).copy()
+    for _ in range(5):
+        model.grpo_step(np.arange(64), np.full(64, 4), np.full(64, 8))
+    assert np.all(model.success_rates() > before_train)
+    assert np.all(model.transfer_rates(held) > before_held)
+    # A held-out prompt moves by the general and topic skill only; a trained one also
+    # by its private (memorised) skill.
+    shared_held = model.general + model.topic_skill[held.topic]
+    np.testing.assert_allclose(model.transfer_rates(held), sigmoid(held.bias + shared_held))
+    shared_train = model.general + model.topic_skill[train.topic]
+    assert np.all(model.private_skill > 0)
+    np.testing.assert_allclose(model.logits() - train.bias - shared_train, model.private_skill)
+    with pytest.raises(ValueError, match="topics"):
+        model.transfer_rates(PromptSet.generate(8, 5, rng))
+
+
+def test_band_transitions_count_every_prompt_once() -> None:
+    start = np.array([0.0, 0.005, 0.5, 0.5, 0.95])
+    end = np.array([0.3, 0.005, 0.95, 0.5, 0.99])
+    matrix = np.asarray(metrics.band_transitions(start, end))
+    assert matrix.sum() == 5
+    np.testing.assert_array_equal(
+        matrix.sum(axis=1), list(metrics.difficulty_counts(start).values())
+    )
+    np.testing.assert_array_equal(matrix.sum(axis=0), list(metrics.difficulty_counts(end).values()))
+    low, mid, top = (
+        0,
+        metrics.DIFFICULTY_LABELS.index("0.4-0.6"),
+        len(metrics.DIFFICULTY_LABELS) - 1,
+    )
+    assert matrix[low, low] == 1 and matrix[low, metrics.DIFFICULTY_LABELS.index("0.2-0.4")] == 1
+    assert matrix[mid, top] == 1 and matrix[mid, mid] == 1 and matrix[top, top] == 1
+
+
+def test_candidate_stream_gives_distinct_prompts_and_covers_each_epoch() -> None:
+    stream = CandidateStream(10, np.random.default_rng(0))
+    first, second = stream.take(6), stream.take(6)
+    assert len(set(first.tolist())) == 6 and len(set(second.tolist())) == 6
+    assert len(stream.take(25)) == 10  # never more than the dataset

@@ -11,6 +11,7 @@ from knapsack_client import InvalidRequest
 from knapsack_trainer.sim import (
     ServiceAllocator,
     SimConfig,
+    UnequalSpendError,
     embedded_client,
     simulate,
     strategy_by_name,
@@ -23,7 +24,8 @@ SMALL = SimConfig(prompts=320, batch_size=64, steps=12, topics=8)
 def _run(client, run_id: str, strategy: str, seed: int, config: SimConfig = SMALL):
     spec = strategy_by_name(strategy)
     allocator = ServiceAllocator(client, run_id, spec.settings)
-    return simulate(config, seed, allocator, spec.budget(config.base_budget))
+    policy = spec.policy(config, seed, allocator)
+    return simulate(config, seed, policy, spec.budget(config.base_budget))
 
 
 def test_same_seed_gives_identical_metrics_on_fresh_services() -> None:
@@ -70,7 +72,7 @@ def test_uniform_run_spends_the_same_group_size_everywhere() -> None:
 
 def test_filter_skips_prompts_it_believes_solved_or_hopeless() -> None:
     with embedded_client() as client:
-        result = _run(client, "filtered", "filter", seed=0)
+        result = _run(client, "filtered", "skip-extremes", seed=0)
     skipped = [m.budget_histogram["0"] for m in result.steps]
     assert skipped[0] == 0  # nothing is known at the first step
     assert max(skipped) > 0
@@ -83,12 +85,23 @@ def test_filter_spends_what_it_can_when_the_budget_exceeds_max_n_per_prompt() ->
     # the feasible range and the allocator asks again for the most it can spend.
     config = SimConfig(prompts=8, batch_size=8, steps=6, topics=2)
     with embedded_client() as client:
-        allocator = ServiceAllocator(client, "narrow", strategy_by_name("filter").settings)
-        result = simulate(config, 0, allocator, budget=512)
+        spec = strategy_by_name("skip-extremes")
+        allocator = ServiceAllocator(client, "narrow", spec.settings)
+        result = simulate(config, 0, spec.policy(config, 0, allocator), budget=512)
     spent = [m.rollouts for m in result.steps]
     assert all(0 < s < 512 for s in spent)
     assert all(m.max_group <= 128 for m in result.steps)
     assert max(m.max_group for m in result.steps) == 128
+
+
+def test_a_policy_that_promises_the_budget_is_held_to_it() -> None:
+    # The old filter rule spends less than its budget; run as if it promised equal
+    # spend, the runner refuses the step instead of comparing unequal rollouts.
+    config = SimConfig(prompts=8, batch_size=8, steps=6, topics=2)
+    with embedded_client() as client:
+        allocator = ServiceAllocator(client, "held", strategy_by_name("skip-extremes").settings)
+        with pytest.raises(UnequalSpendError, match="spent"):
+            simulate(config, 0, allocator, budget=512)
 
 
 def test_feasible_budget_reads_the_range_from_the_422() -> None:

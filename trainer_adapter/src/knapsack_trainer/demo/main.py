@@ -1,4 +1,4 @@
-"""`knapsack-trainer demo`: every strategy, three seeds, one table and five figures.
+"""`knapsack-trainer demo`: every strategy, three seeds, one table and six figures.
 
 The demo starts the service in-process on its memory store (or uses `--url`),
 runs the GRPO-dynamics simulator for each strategy and seed with a progress
@@ -20,8 +20,13 @@ from tqdm import tqdm
 
 from knapsack_trainer.demo import plots, report
 from knapsack_trainer.demo.run import DemoConfig, DemoResult, default_processes, make_jobs, run_all
+from knapsack_trainer.sim.dynamics import RETURNS, check_returns
 from knapsack_trainer.sim.runner import SimConfig
-from knapsack_trainer.sim.strategies import DEFAULT_STRATEGIES, strategy_by_name
+from knapsack_trainer.sim.strategies import (
+    DEFAULT_STRATEGIES,
+    OPTIONAL_STRATEGIES,
+    strategy_by_name,
+)
 
 
 def run_demo(
@@ -44,9 +49,12 @@ def run_demo(
         results = run_all(jobs, processes, on_progress=bar.update)
     finally:
         bar.close()
-    runs = {(job.spec.name, job.seed): result for job, result in zip(jobs, results, strict=True)}
+    runs = {(job.name, job.seed): result for job, result in zip(jobs, results, strict=True)}
+    labels: dict[str, report.RunLabel] = {}
+    for job in jobs:
+        labels.setdefault(job.name, report.RunLabel(job.name, job.spec, job.sim.returns))
     wall = time.perf_counter() - started
-    outcome = DemoResult(config=config, runs=runs, wall_seconds=wall)
+    outcome = DemoResult(config=config, runs=runs, wall_seconds=wall, labels=labels)
     summary = write_outputs(
         outcome, service="embedded (memory store)" if config.url is None else config.url
     )
@@ -69,18 +77,23 @@ def write_outputs(result: DemoResult, service: str) -> dict[str, Any]:
             "topics": config.sim.topics,
             "batch_size": config.sim.batch_size,
             "steps": config.sim.steps,
+            "heldout": config.sim.heldout,
+            "returns": config.sim.returns,
+            "diminishing": [r for r in config.diminishing if r != config.sim.returns],
             "base_budget": config.sim.base_budget,
             "seeds": list(config.seeds),
             "service": service,
         },
         "wall_seconds": result.wall_seconds,
     }
-    summary = report.build_summary(config.strategies, result.runs, extra)
+    epoch = max(1, config.sim.prompts // config.sim.batch_size)
+    summary = report.build_summary(result.labels, result.runs, extra, first_epoch_steps=epoch)
     summary["comparisons"] = report.comparisons(summary)
     report.write_summary(out_dir / "summary.json", summary)
     report.write_metrics_csv(out_dir / "metrics.csv", result.runs)
-    figures = plots.write_all(result.runs, out_dir) if config.plots else {}
-    report.write_report(out_dir / "report.md", summary, figures, config.strategies)
+    report.check_equal_spend(summary)
+    figures = plots.write_all(result.runs, out_dir, config.sim.returns) if config.plots else {}
+    report.write_report(out_dir / "report.md", summary, figures, result.labels)
     return summary
 
 
@@ -94,10 +107,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--prompts", type=int, default=defaults.prompts)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--heldout", type=int, default=defaults.heldout, help="held-out prompts")
+    parser.add_argument(
+        "--returns",
+        default=defaults.returns,
+        choices=RETURNS,
+        help="how a group's update grows with its size in the main runs",
+    )
+    parser.add_argument(
+        "--diminishing",
+        default="sqrt,capped",
+        help="returns options to rerun --diminishing-strategies under ('' for none)",
+    )
+    parser.add_argument("--diminishing-strategies", default="knapsack,knapsack-bayes,coba")
     parser.add_argument(
         "--strategies",
         default=",".join(s.name for s in DEFAULT_STRATEGIES),
-        help="comma-separated subset of: " + ", ".join(s.name for s in DEFAULT_STRATEGIES),
+        help="comma-separated subset of: "
+        + ", ".join(s.name for s in DEFAULT_STRATEGIES + OPTIONAL_STRATEGIES),
     )
     parser.add_argument("--processes", type=int, help="worker processes (default: one per core)")
     parser.add_argument("--run-prefix", help="run-id prefix on the service")
@@ -107,11 +134,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
     """A `DemoConfig` from parsed options."""
-    sim = replace(SimConfig(), steps=args.steps, prompts=args.prompts, batch_size=args.batch_size)
-    names = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    sim = replace(
+        SimConfig(),
+        steps=args.steps,
+        prompts=args.prompts,
+        batch_size=args.batch_size,
+        heldout=args.heldout,
+        returns=args.returns,
+    )
+    names = _names(args.strategies)
+    diminishing = tuple(_names(args.diminishing))
+    for returns in diminishing:
+        check_returns(returns)
     return DemoConfig(
         sim=sim,
         strategies=tuple(strategy_by_name(name) for name in names),
+        diminishing=diminishing,
+        diminishing_strategies=tuple(_names(args.diminishing_strategies)),
         seeds=tuple(range(args.seeds)),
         out_dir=args.out,
         url=args.url,
@@ -120,6 +159,10 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         run_prefix=args.run_prefix,
         plots=not args.no_plots,
     )
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The demo's figures, in the spirit of the paper's Figures 2, 5, 6, 8 and 9.
+"""The demo's figures, in the spirit of the paper's Figures 2, 5, 6, 7, 8 and 9.
 
 matplotlib with the Agg backend: files only, no display, no GUI toolkit.
 Curves are seed means, lightly smoothed (a moving average over a few steps)
@@ -25,10 +25,15 @@ Runs = dict[tuple[str, int], SimResult]
 COLORS = {
     "uniform": "#ff7f0e",
     "uniform-2x": "#8c564b",
-    "filter": "#7f7f7f",
+    "skip-extremes": "#7f7f7f",
+    "dapo": "#9467bd",
+    "mopps": "#e377c2",
+    "coba": "#17becf",
     "knapsack": "#1f77b4",
     "knapsack-bayes": "#2ca02c",
 }
+#: Line style of each returns option in the diminishing-returns figure.
+RETURNS_STYLE = {"linear": "-", "sqrt": "--", "capped": ":"}
 
 
 def _series(runs: Runs, name: str, attribute: str) -> np.ndarray:
@@ -67,12 +72,21 @@ def _smooth(values: np.ndarray, width: int = 5) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _names(runs: Runs) -> list[str]:
+def _names(runs: Runs, reruns: bool = False) -> list[str]:
+    """Run labels in order; the diminishing-returns reruns ("name [sqrt]") only if asked."""
     seen: list[str] = []
     for name, _ in runs:
-        if name not in seen:
+        if name not in seen and (reruns or " [" not in name):
             seen.append(name)
     return seen
+
+
+def _split(label: str) -> tuple[str, str | None]:
+    """("knapsack", "sqrt") for "knapsack [sqrt]"; (label, None) for a default run."""
+    if " [" in label and label.endswith("]"):
+        name, returns = label[:-1].split(" [", 1)
+        return name, returns
+    return label, None
 
 
 def _color(name: str) -> str | None:
@@ -218,18 +232,80 @@ def budget_efficiency(runs: Runs, path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(runs: Runs, out_dir: Path) -> dict[str, str]:
+def success_curves(runs: Runs, path: Path, default_returns: str = "linear") -> None:
+    """Training-set and held-out success over training; the diminishing-returns reruns."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    for name in _names(runs):
+        color = _color(name)
+        left.plot(_series(runs, name, "mean_success").mean(axis=0), color=color, label=name)
+        left.plot(_series(runs, name, "heldout_success").mean(axis=0), color=color, ls="--")
+    left.set(xlabel="step", ylabel="mean true success")
+    left.set_title("Training prompts (solid) and held-out prompts (dashed)")
+    left.legend(fontsize=7)
+    for label in _names(runs, reruns=True):
+        name, returns = _split(label)
+        if not any(_split(other)[0] == name and _split(other)[1] for other in _names(runs, True)):
+            continue
+        style = RETURNS_STYLE.get(returns or default_returns, "-")
+        right.plot(
+            _series(runs, label, "mean_success").mean(axis=0),
+            color=_color(name),
+            ls=style,
+            label=f"{name} ({returns or default_returns})",
+        )
+    right.set(xlabel="step", ylabel="mean true success (training prompts)")
+    right.set_title("Under each returns option (how a group's update grows with n)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def transitions(runs: Runs, path: Path) -> None:
+    """Fig. 7: where the prompts of each starting difficulty band end, per strategy."""
+    names = _names(runs)
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
+    labels = metrics.DIFFICULTY_LABELS
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        matrix = np.sum(
+            [np.asarray(r.band_transitions) for (s, _), r in runs.items() if s == name], axis=0
+        ).astype(np.float64)
+        totals = matrix.sum(axis=1, keepdims=True)
+        shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+        ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if shares[i, j] >= 0.05:
+                    ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=45)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set(xlabel="band after the last step", ylabel="band at the start", title=name)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    fig.suptitle("Difficulty transitions, first to last step (cf. paper Fig. 7)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(runs: Runs, out_dir: Path, default_returns: str = "linear") -> dict[str, str]:
     """Write every figure; returns {title: filename} for the report."""
     figures = {
         "Effective-gradient ratio (Fig. 6)": "effective_ratio.png",
         "Budget distribution by difficulty (Fig. 5)": "budget_by_difficulty.png",
         "All-success and all-failure shares (Fig. 2)": "zero_gradient.png",
+        "Difficulty transitions (Fig. 7)": "transitions.png",
         "Prompts mastered (Fig. 8)": "mastered.png",
         "Knapsack at B vs uniform at 2B (Fig. 9)": "budget_efficiency.png",
+        "Held-out prompts and diminishing returns": "success_curves.png",
     }
     effective_ratio(runs, out_dir / "effective_ratio.png")
     budget_by_difficulty(runs, out_dir / "budget_by_difficulty.png")
     zero_gradient_breakdown(runs, out_dir / "zero_gradient.png", ("uniform", "knapsack"))
+    transitions(runs, out_dir / "transitions.png")
     mastered(runs, out_dir / "mastered.png")
     budget_efficiency(runs, out_dir / "budget_efficiency.png")
+    success_curves(runs, out_dir / "success_curves.png", default_returns)
     return figures

@@ -1,39 +1,71 @@
 """The demo's outputs: summary.json, metrics.csv, report.md and the printed table.
 
-Numbers are averaged over seeds: the mean effective-gradient ratio over all
-steps (Fig. 6 compresses to it), and the dataset's state after the last step
-(mean true success, mastered and never-solved shares, Fig. 8).
+Numbers are averaged over seeds, with the spread across seeds beside them: the
+mean effective-gradient ratio over all steps (Fig. 6 compresses to it) and over
+the first epoch, and the dataset's state after the last step (mean true
+success of the training set and of the held-out prompts, mastered and
+never-solved shares, Fig. 8). The narrative of report.md lives in
+`demo.narrative`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from knapsack_trainer.demo import narrative
+from knapsack_trainer.demo.narrative import uniform_baseline
 from knapsack_trainer.sim import metrics
 from knapsack_trainer.sim.runner import SimResult
 from knapsack_trainer.sim.strategies import StrategySpec
 
+
+@dataclass(frozen=True)
+class RunLabel:
+    """One row of the table: a strategy under one returns option."""
+
+    name: str
+    spec: StrategySpec
+    returns: str
+
+
 TABLE_COLUMNS = (
+    ("returns", "returns", "{}"),
     ("budget", "budget", "{:d}"),
     ("mean_rollouts", "spent/step", "{:.0f}"),
     ("mean_effective_ratio", "eff. ratio", "{:.3f}"),
+    ("first_epoch_effective_ratio", "eff. 1st epoch", "{:.3f}"),
     ("final_mean_success", "final success", "{:.3f}"),
+    ("final_mean_success_sd", "sd", "{:.3f}"),
+    ("final_heldout_success", "held-out", "{:.3f}"),
     ("mastered_share", "mastered", "{:.3f}"),
     ("never_solved_share", "never solved", "{:.3f}"),
+    ("max_group", "max group", "{:d}"),
 )
 
 
-def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def strategy_summary(runs: Sequence[SimResult], first_epoch_steps: int = 10) -> dict[str, Any]:
     """Seed-averaged figures of one strategy (`runs`: one result per seed)."""
     # Steps that spent no rollouts have no ratio (NaN) and are left out.
-    effective = [np.nanmean([m.effective_ratio for m in r.steps]) for r in runs]
+    effective = [float(np.nanmean([m.effective_ratio for m in r.steps])) for r in runs]
+    first_epoch = [
+        float(np.nanmean([m.effective_ratio for m in r.steps[:first_epoch_steps]])) for r in runs
+    ]
     final = [r.steps[-1] for r in runs]
+    success, success_sd = _mean_sd([m.mean_success for m in final])
+    heldout, heldout_sd = _mean_sd([m.heldout_success for m in final])
     rollouts = {band: 0 for band in metrics.DIFFICULTY_LABELS}
     prompts = {band: 0 for band in metrics.DIFFICULTY_LABELS}
     histogram = {label: 0 for _, _, label in metrics.BUDGET_BINS}
@@ -44,19 +76,26 @@ def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
                 prompts[band] += step.prompts_by_difficulty.get(band, 0)
             for label in histogram:
                 histogram[label] += step.budget_histogram.get(label, 0)
+    transitions = np.sum([np.asarray(r.band_transitions) for r in runs], axis=0)
     return {
         "budget": runs[0].budget,
-        # What was actually spent: the filter spends less once few prompts remain
-        # between p = 0 and p = 1 (max_n caps each group).
         "mean_rollouts": float(np.mean([m.rollouts for r in runs for m in r.steps])),
+        "rollouts_spent_by_seed": [r.rollouts_spent for r in runs],
         "mean_effective_ratio": float(np.mean(effective)),
-        "final_mean_success": float(np.mean([m.mean_success for m in final])),
+        "first_epoch_effective_ratio": float(np.mean(first_epoch)),
+        "final_mean_success": success,
+        "final_mean_success_sd": success_sd,
+        "final_heldout_success": heldout,
+        "final_heldout_success_sd": heldout_sd,
         "mastered_share": float(np.mean([m.mastered_share for m in final])),
         "never_solved_share": float(np.mean([m.never_solved_share for m in final])),
         "seeds": [r.seed for r in runs],
-        "effective_ratio_by_seed": [float(v) for v in effective],
+        "effective_ratio_by_seed": effective,
+        "first_epoch_effective_ratio_by_seed": first_epoch,
         "final_mean_success_by_seed": [m.mean_success for m in final],
+        "final_heldout_success_by_seed": [m.heldout_success for m in final],
         "initial_mean_success": float(np.mean([r.steps[0].mean_success for r in runs])),
+        "initial_heldout_success": float(np.mean([r.initial_heldout_success for r in runs])),
         "all_success_share": float(
             np.mean([np.nanmean([m.all_success_share for m in r.steps]) for r in runs])
         ),
@@ -64,6 +103,7 @@ def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
             np.mean([np.nanmean([m.all_failure_share for m in r.steps]) for r in runs])
         ),
         "idle_steps": sum(m.rollouts == 0 for r in runs for m in r.steps),
+        "update_steps": float(np.mean([sum(m.updated_groups > 0 for m in r.steps) for r in runs])),
         "max_group": max(m.max_group for r in runs for m in r.steps),
         "degraded_steps": sum(m.degraded for r in runs for m in r.steps),
         "budget_histogram": histogram,
@@ -78,25 +118,31 @@ def strategy_summary(runs: Sequence[SimResult]) -> dict[str, Any]:
             band: float(np.mean([r.initial_difficulty[band] for r in runs]))
             for band in metrics.DIFFICULTY_LABELS
         },
+        "band_transitions": transitions.astype(int).tolist(),
     }
 
 
 def build_summary(
-    strategies: Sequence[StrategySpec],
+    labels: Mapping[str, RunLabel],
     runs: dict[tuple[str, int], SimResult],
     extra: dict[str, Any] | None = None,
+    first_epoch_steps: int = 10,
 ) -> dict[str, Any]:
-    """The content of summary.json: `{"strategies": {name: {...}}, ...extra}`."""
+    """The content of summary.json: `{"strategies": {label: {...}}, ...extra}`, in label order."""
     by_name: dict[str, list[SimResult]] = {}
     for (name, _seed), result in sorted(runs.items(), key=lambda item: item[0]):
         by_name.setdefault(name, []).append(result)
-    summary: dict[str, Any] = {
-        "strategies": {
-            spec.name: strategy_summary(by_name[spec.name])
-            for spec in strategies
-            if spec.name in by_name
-        }
-    }
+    strategies: dict[str, Any] = {}
+    for name, label in labels.items():
+        if name not in by_name:
+            continue
+        entry = strategy_summary(by_name[name], first_epoch_steps)
+        entry["strategy"] = label.spec.name
+        entry["returns"] = label.returns
+        entry["kind"] = label.spec.kind
+        entry["spends_budget"] = label.spec.spends_budget
+        strategies[name] = entry
+    summary: dict[str, Any] = {"strategies": strategies}
     summary.update(extra or {})
     return summary
 
@@ -121,11 +167,17 @@ def write_metrics_csv(path: Path, runs: dict[tuple[str, int], SimResult]) -> int
     return len(rows)
 
 
+def _cell(fmt: str, value: Any) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return fmt.format(value)
+
+
 def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
     """The strategies side by side, as aligned text or a Markdown table."""
     header = ["strategy", *(title for _, title, _ in TABLE_COLUMNS)]
     body = [
-        [name, *(fmt.format(values[key]) for key, _, fmt in TABLE_COLUMNS)]
+        [name, *(_cell(fmt, values[key]) for key, _, fmt in TABLE_COLUMNS)]
         for name, values in summary["strategies"].items()
     ]
     if markdown:
@@ -142,64 +194,74 @@ def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
 
 
 def comparisons(summary: dict[str, Any]) -> dict[str, float]:
-    """The headline ratios the paper reports, where the strategies are present."""
+    """The headline differences, where the strategies are present.
+
+    knapsack against uniform under each returns option (the same seeds, so the
+    difference of means is the mean of per-seed differences), against uniform at
+    twice the budget, and knapsack-bayes against knapsack.
+    """
     found = summary["strategies"]
     out: dict[str, float] = {}
-    if "knapsack" in found and "uniform" in found:
-        ks, un = found["knapsack"], found["uniform"]
-        out["knapsack_vs_uniform_effective_ratio"] = (
-            ks["mean_effective_ratio"] / un["mean_effective_ratio"]
+    for key, entry in found.items():
+        if entry["strategy"] not in ("knapsack", "coba"):
+            continue
+        suffix = "" if " [" not in key else f"_{entry['returns']}"
+        uniform = uniform_baseline(found, entry)
+        if uniform is None:
+            continue
+        name = entry["strategy"]
+        out[f"{name}_vs_uniform_effective_ratio{suffix}"] = (
+            entry["mean_effective_ratio"] / uniform["mean_effective_ratio"]
         )
-        out["knapsack_minus_uniform_final_success"] = (
-            ks["final_mean_success"] - un["final_mean_success"]
+        out[f"{name}_minus_uniform_final_success{suffix}"] = (
+            entry["final_mean_success"] - uniform["final_mean_success"]
+        )
+        out[f"{name}_minus_uniform_heldout_success{suffix}"] = (
+            entry["final_heldout_success"] - uniform["final_heldout_success"]
         )
     if "knapsack" in found and "uniform-2x" in found:
         out["knapsack_minus_uniform_2x_final_success"] = (
             found["knapsack"]["final_mean_success"] - found["uniform-2x"]["final_mean_success"]
         )
+    if "knapsack" in found and "knapsack-bayes" in found:
+        ks, kb = found["knapsack"], found["knapsack-bayes"]
+        out["bayes_minus_knapsack_final_success"] = (
+            kb["final_mean_success"] - ks["final_mean_success"]
+        )
+        out["bayes_minus_knapsack_first_epoch_effective_ratio"] = (
+            kb["first_epoch_effective_ratio"] - ks["first_epoch_effective_ratio"]
+        )
     return out
+
+
+def check_equal_spend(summary: dict[str, Any]) -> dict[int, list[str]]:
+    """Strategies by rollouts spent per run; raises if two that promised equal spend differ.
+
+    `simulate` already holds every `spends_budget` policy to its budget each step;
+    this is the end-to-end check over the demo's runs, by budget.
+    """
+    spent: dict[int, list[str]] = {}
+    by_budget: dict[int, set[int]] = {}
+    for name, entry in summary["strategies"].items():
+        if not entry["spends_budget"]:
+            continue
+        for total in entry["rollouts_spent_by_seed"]:
+            spent.setdefault(total, []).append(name)
+            by_budget.setdefault(entry["budget"], set()).add(total)
+    for budget, totals in by_budget.items():
+        if len(totals) != 1:
+            raise AssertionError(f"strategies at budget {budget} spent {sorted(totals)} rollouts")
+    return {total: sorted(set(names)) for total, names in spent.items()}
 
 
 def write_report(
     path: Path,
     summary: dict[str, Any],
     figures: dict[str, str],
-    strategies: Sequence[StrategySpec],
+    labels: Mapping[str, RunLabel],
 ) -> None:
-    """report.md: setup, the table, the headline ratios and the figures."""
-    setup = summary.get("config", {})
-    lines = [
-        "# knapsack-rl demo: simulated GRPO under five budget strategies",
-        "",
-        "A seeded model of GRPO learning dynamics (logistic success per prompt, updates "
-        "only from groups with both successes and failures) asks the knapsack-rl service "
-        "for every step's allocation and reports the outcomes back, exactly as a trainer "
-        "would. Numbers are means over seeds.",
-        "",
-        f"Setup: {setup.get('prompts')} prompts, batch {setup.get('batch_size')}, "
-        f"{setup.get('steps')} steps, seeds {setup.get('seeds')}, base budget "
-        f"{setup.get('base_budget')} rollouts per step, service: {setup.get('service')}.",
-        "",
-        "| strategy | what it does |",
-        "|---|---|",
-        *(f"| {s.name} | {s.description} |" for s in strategies),
-        "",
-        "## Results",
-        "",
-        format_table(summary, markdown=True),
-        "",
-        "- budget: rollouts per step asked for; spent/step: rollouts actually spent "
-        "(less than the budget only when the service could not spend it within max_n).",
-        "- eff. ratio: share of rollouts in groups with both successes and failures "
-        "(the only ones GRPO learns from), averaged over steps.",
-        "- final success: mean true success rate over the whole dataset after the last step.",
-        f"- mastered: share of prompts with p > {metrics.MASTERED_ABOVE}; never solved: "
-        f"share with p < {metrics.NEVER_SOLVED_BELOW}.",
-        "",
-    ]
-    for key, value in comparisons(summary).items():
-        lines.append(f"- {key.replace('_', ' ')}: {value:.3f}")
-    lines.append("")
-    for title, filename in figures.items():
-        lines += [f"## {title}", "", f"![{title}]({filename})", ""]
+    """report.md: setup, the table, what the gains depend on, assumptions, the figures."""
+    lines = narrative.report_lines(
+        summary, figures, labels, format_table(summary, markdown=True), comparisons(summary)
+    )
     path.write_text("\n".join(lines))

@@ -15,7 +15,7 @@ import queue as queue_module
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,18 @@ class DemoConfig:
     "demo" for the embedded service and a fresh "demo-<random>" for a URL, so
     a second demo against the same Redis does not inherit the first one's
     statistics.
+
+    `diminishing` reruns the `diminishing_strategies` (those of `strategies`)
+    under each of these returns options (`sim.dynamics.RETURNS`), labelled
+    "name [returns]", beside the default runs under `sim.returns`.
     """
 
     sim: SimConfig = field(default_factory=SimConfig)
     strategies: tuple[StrategySpec, ...] = DEFAULT_STRATEGIES
+    diminishing: tuple[str, ...] = ("sqrt", "capped")
+    #: Only strategies that give groups above 8 rollouts: the others (uniform,
+    #: DAPO, MoPPS) run the same dynamics under every returns option.
+    diminishing_strategies: tuple[str, ...] = ("knapsack", "knapsack-bayes", "coba")
     seeds: tuple[int, ...] = (0, 1, 2)
     out_dir: Path = Path("out/demo")
     url: str | None = None
@@ -58,7 +66,7 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class Job:
-    """One simulated run: a strategy, a seed and the run id on the service."""
+    """One simulated run: a strategy under a returns option, a seed, the run id on the service."""
 
     spec: StrategySpec
     seed: int
@@ -66,6 +74,12 @@ class Job:
     sim: SimConfig
     url: str | None
     token: str | None
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The label of the run in the demo's table ("knapsack", "knapsack [sqrt]")."""
+        return self.label or self.spec.name
 
 
 @dataclass
@@ -75,15 +89,24 @@ class DemoResult:
     config: DemoConfig
     runs: dict[tuple[str, int], SimResult]
     wall_seconds: float = 0.0
+    #: Each run label's strategy and returns option, in the order of the table.
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 def run_job(job: Job, on_step: Callable[[object], None] | None = None) -> SimResult:
-    """Simulate one (strategy, seed) against the embedded service or `job.url`."""
+    """Simulate one (strategy, seed) against the embedded service or `job.url`.
+
+    Trainer-loop strategies (DAPO, MoPPS, CoBA) need no service: no client is opened.
+    """
+    budget = job.spec.budget(job.sim.base_budget)
+    if not job.spec.uses_service:
+        policy = job.spec.policy(job.sim, job.seed)
+        return simulate(job.sim, job.seed, policy, budget, on_step=on_step)
     opener = embedded_client() if job.url is None else remote_client(job.url, job.token)
     with opener as client:
         allocator = ServiceAllocator(client, job.run_id, job.spec.settings)
-        budget = job.spec.budget(job.sim.base_budget)
-        return simulate(job.sim, job.seed, allocator, budget, on_step=on_step)
+        policy = job.spec.policy(job.sim, job.seed, allocator)
+        return simulate(job.sim, job.seed, policy, budget, on_step=on_step)
 
 
 def _init_worker(progress: Any) -> None:
@@ -97,13 +120,26 @@ def _run_in_pool(job: Job) -> SimResult:
 
 
 def make_jobs(config: DemoConfig) -> list[Job]:
-    """The (strategy, seed) jobs of a demo, seeds outermost so early results are comparable."""
+    """The (strategy, seed) jobs of a demo, seeds outermost so early results are comparable.
+
+    After the default runs of a seed come the diminishing-returns reruns of that seed.
+    """
     prefix = config.resolved_prefix()
-    return [
-        Job(spec, seed, f"{prefix}-{spec.name}-s{seed}", config.sim, config.url, config.token)
-        for seed in config.seeds
+    variants = [(spec, config.sim.returns, spec.name) for spec in config.strategies]
+    variants += [
+        (spec, returns, f"{spec.name} [{returns}]")
+        for returns in config.diminishing
+        if returns != config.sim.returns
         for spec in config.strategies
+        if spec.name in config.diminishing_strategies
     ]
+    jobs = []
+    for seed in config.seeds:
+        for spec, returns, label in variants:
+            run_id = f"{prefix}-{label.replace(' [', '-').rstrip(']')}-s{seed}"
+            sim = replace(config.sim, returns=returns)
+            jobs.append(Job(spec, seed, run_id, sim, config.url, config.token, label))
+    return jobs
 
 
 def default_processes() -> int:

@@ -66,11 +66,16 @@ class PromptSet:
         topics: int,
         rng: np.random.Generator,
         mix: DifficultyMix | None = None,
+        prefix: str = "sim",
     ) -> PromptSet:
-        """Draw a prompt set; everything comes from `rng`, so a seed fixes it."""
+        """Draw a prompt set; everything comes from `rng`, so a seed fixes it.
+
+        A held-out set is drawn the same way from another stream (same topics, same
+        difficulty mix), with its own id `prefix`.
+        """
         if prompts < 1 or topics < 1:
             raise ValueError("prompts and topics must be positive")
         bias = (mix or DifficultyMix()).sample(prompts, rng)
         topic = rng.integers(0, topics, size=prompts, dtype=np.int64)
-        ids = tuple(f"sim-{i:06d}" for i in range(prompts))
+        ids = tuple(f"{prefix}-{i:06d}" for i in range(prompts))
         return cls(prompt_ids=ids, bias=bias, topic=topic, topics=topics)

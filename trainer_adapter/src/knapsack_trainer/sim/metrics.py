@@ -71,6 +71,10 @@ class StepMetrics:
     mastered_share: float
     never_solved_share: float
     max_group: int
+    #: Mean true success of the held-out prompts (same topics, never trained on).
+    heldout_success: float = float("nan")
+    #: Groups the GRPO update learnt from (DAPO learns only when its batch is full).
+    updated_groups: int = 0
     budget_histogram: dict[str, int] = field(default_factory=dict)
     #: Rollouts and prompts of the batch per band of true success rate at allocation.
     rollouts_by_difficulty: dict[str, int] = field(default_factory=dict)
@@ -125,6 +129,18 @@ def dataset_state(rates: np.ndarray) -> tuple[float, float, float]:
         float(np.mean(rates > MASTERED_ABOVE)),
         float(np.mean(rates < NEVER_SOLVED_BELOW)),
     )
+
+
+def band_transitions(start: np.ndarray, end: np.ndarray) -> list[list[int]]:
+    """Prompts per (band at the start, band at the end): Fig. 7 of the paper, as counts.
+
+    Row b holds where the prompts that started in band b ended up; rows sum to the
+    initial band counts, columns to the final ones.
+    """
+    count = len(DIFFICULTY_LABELS)
+    pair = difficulty_band(start) * count + difficulty_band(end)
+    matrix = np.bincount(pair, minlength=count * count).reshape(count, count)
+    return matrix.astype(int).tolist()
 
 
 def difficulty_counts(rates: np.ndarray) -> dict[str, int]:
