@@ -71,7 +71,7 @@ def test_reports_update_statistics_and_duplicates_count_once(app_client: TestCli
         {"prompt_id": "p2", "successes": 0, "trials": 8},
     ]
     assert report(app_client, "r", "rep-1", 0, results) == {"accepted": 2, "duplicate": False}
-    assert report(app_client, "r", "rep-1", 0, results) == {"accepted": 0, "duplicate": True}
+    assert report(app_client, "r", "rep-1", 0, results) == {"accepted": 2, "duplicate": True}
     p1, p2, p3 = lookup(app_client, "r", ["p1", "p2", "p3"])
     assert (p1["successes"], p1["trials"], p1["p_hat"]) == (3, 8, 3 / 8)
     assert p1["mean_response_tokens"] == 100 and p1["last_step"] == 0

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from knapsack_service.store import (
     GroupOutcome,
+    OutcomeUnknown,
     RedisStore,
     ReportToApply,
     StoreError,
@@ -22,7 +23,7 @@ from knapsack_service.store import (
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import encode_record
 from tests.store.test_store_contract import SETTINGS, expected_records, random_reports
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, find_free_port
 
 T = TypeVar("T")
 TIMEOUT = 0.3
@@ -57,7 +58,7 @@ def test_every_key_of_a_run_carries_its_hash_tag(redis_url: str) -> None:
     prefix = RunKeys(run_id).prefix.encode()
     assert prefix == b"krl:{weird%20%7Brun%7D%3A%20%2A}:"
     keys = all_keys(redis_url) - {RUNS_KEY.encode()}
-    assert keys == {prefix + s for s in (b"cfg", b"meta", b"p", b"steps", b"rids", b"s:3")}
+    assert keys == {prefix + s for s in (b"cfg", b"meta", b"p", b"steps", b"rids", b"acks", b"s:3")}
     with redis.Redis.from_url(redis_url) as client:
         # The record is the 60-byte layout, keyed by the raw prompt id.
         assert len(client.hget(prefix + b"p", b"p{1}:*")) == 60
@@ -82,7 +83,7 @@ def test_delete_removes_exactly_the_runs_keys(redis_url: str) -> None:
         for run_id in runs
     }
     for run_id in runs:
-        assert len(keys_per_run[run_id]) == 8  # cfg meta p steps rids s:1 s:2 s:7
+        assert len(keys_per_run[run_id]) == 9  # cfg meta p steps rids acks s:1 s:2 s:7
     for victim in ("a*", "a", "a}:p"):
         before = all_keys(redis_url)
 
@@ -126,29 +127,6 @@ def test_bad_arguments_never_half_apply(redis_url: str) -> None:
     run(redis_url, body)
     with redis.Redis.from_url(redis_url) as client:
         assert not client.exists(keys.prompts, keys.meta, keys.report_ids, keys.steps)
-
-
-def test_overflow_is_refused_before_any_write(redis_url: str) -> None:
-    keys = RunKeys("run")
-    record = encode_record(
-        expected_records([ReportToApply("x", 0, 1.0, (GroupOutcome("p", 0, 1),))])["p"]
-    )
-    big = bytearray(record)
-    big[6:12] = (2**48 - 2).to_bytes(6, "little")  # trials near the 48-bit limit
-
-    async def body(store: RedisStore) -> None:
-        await store.put_settings("run", SETTINGS)
-        await store.client.hset(keys.prompts, "p", bytes(big))
-        with pytest.raises(StoreError, match="KRL_OVERFLOW"):
-            await store.apply_report(
-                "run",
-                ReportToApply("r", 1, 1.0, (GroupOutcome("q", 1, 1), GroupOutcome("p", 1, 5))),
-            )
-        assert await store.client.hget(keys.prompts, "p") == bytes(big)
-        assert not await store.client.hexists(keys.prompts, "q")
-        assert (await store.read_counters("run"))["reports"] == 0
-
-    run(redis_url, body)
 
 
 @settings(
@@ -264,3 +242,46 @@ def test_client_that_decodes_responses_is_refused(redis_url: str) -> None:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     with pytest.raises(ValueError, match="decode_responses"):
         RedisStore(client)
+
+
+def test_a_report_whose_answer_times_out_is_an_unknown_outcome_then_a_duplicate(
+    redis_url: str,
+) -> None:
+    # Redis finishes a script the client stopped waiting for: the store must not say
+    # "unavailable, nothing changed", and the retry must learn what was applied.
+    groups = tuple(GroupOutcome(f"p{i}", i % 3, 4) for i in range(16384))
+    report = ReportToApply("long", 1, 1.0, groups)
+
+    async def create(store: RedisStore) -> None:
+        await store.put_settings("run", SETTINGS)
+        # Loads the script, so the impatient call below needs no SCRIPT LOAD.
+        await store.apply_report("run", ReportToApply("warm", 0, 1.0, groups[:1]))
+
+    async def impatient(store: RedisStore) -> None:
+        for _ in range(50):  # connect once (a busy machine may miss 2 ms now and then)
+            try:
+                await store.ping()
+                break
+            except StoreUnavailable:
+                continue
+        # The pool's connection exists: only the reply to the script can time out.
+        with pytest.raises(OutcomeUnknown):
+            await store.apply_report("run", report)
+
+    async def retry(store: RedisStore) -> None:
+        again = await store.apply_report("run", report)
+        assert (again.accepted, again.duplicate) == (len(groups), True)
+        assert (await store.read_counters("run"))["reports"] == 2
+
+    run(redis_url, create)
+    run(redis_url, impatient, timeout=0.002)
+    run(redis_url, retry)
+
+
+def test_a_refused_connection_is_unavailable_with_nothing_changed() -> None:
+    async def body(store: RedisStore) -> None:
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.apply_report("run", ReportToApply("r", 1, 1.0, (GroupOutcome("p", 1, 2),)))
+        assert not isinstance(refused.value, OutcomeUnknown)
+
+    run(f"redis://127.0.0.1:{find_free_port()}/0", body)

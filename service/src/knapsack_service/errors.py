@@ -8,7 +8,9 @@ A 5xx is a bug, never an answer to bad input.
 Domain code (allocation, reporting, runs, the store, the engine) raises its own
 errors and never an HTTP one; `install_error_handlers` maps them to the contract
 in one place: `RunNotFound` 404 `run_not_found`, `StoreUnavailable` 503
-`store_unavailable` with `Retry-After`, `EngineInputError` and `InvalidField` 422
+`store_unavailable` with `Retry-After` (saying the outcome is unknown when a write's
+reply was lost, `OutcomeUnknown`), `ReportRefused` 409 (`report_conflict`,
+`report_expired`) or 422 naming the field, `EngineInputError` and `InvalidField` 422
 naming the field (an infeasible budget adds its feasible range as `low`/`high`).
 """
 
@@ -27,7 +29,14 @@ from starlette.routing import Match, Route
 
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 from knapsack_service.runs import InvalidField
-from knapsack_service.store import RunNotFound, StoreUnavailable
+from knapsack_service.store import (
+    OutcomeUnknown,
+    ReportConflict,
+    ReportExpired,
+    ReportRefused,
+    RunNotFound,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger("knapsack_service")
 
@@ -147,9 +156,27 @@ def install_error_handlers(app: FastAPI) -> None:
         metrics.store_errors.labels(getattr(route, "name", "unknown")).inc()
         metrics.store_up.set(0)
         logger.warning("store unavailable", extra={"error": repr(exc)})
-        message = f"statistics store unavailable ({exc}); the same request may be retried"
+        if isinstance(exc, OutcomeUnknown):
+            message = (
+                f"statistics store did not answer in time ({exc}); the outcome is unknown: "
+                "the change may have been applied. Retrying the same request is safe (a "
+                "report is applied at most once per report_id)"
+            )
+        else:
+            message = f"statistics store unavailable ({exc}); the same request may be retried"
         headers = {"Retry-After": RETRY_AFTER_SECONDS}
         return error_response(503, "store_unavailable", message, headers=headers)
+
+    @app.exception_handler(ReportRefused)
+    async def _report_refused(_: Request, exc: ReportRefused) -> JSONResponse:
+        # Resending the same report can never succeed: 409 for an id or step the run
+        # already settled, 422 for a limit; both name the field.
+        details = [{"field": exc.field, "message": exc.reason}]
+        if isinstance(exc, ReportConflict):
+            return error_response(409, "report_conflict", str(exc), details)
+        if isinstance(exc, ReportExpired):
+            return error_response(409, "report_expired", str(exc), details)
+        return error_response(422, "invalid_request", str(exc), details)
 
     @app.exception_handler(EngineInputError)
     async def _engine_input(_: Request, exc: EngineInputError) -> JSONResponse:

@@ -21,7 +21,13 @@ from knapsack_client import (
 from knapsack_service.allocation import wait_for_summary
 from knapsack_service.runs import check_count, read_settings
 from knapsack_service.state import ServiceState
-from knapsack_service.store import ApplyResult, GroupOutcome, ReportToApply, StoreUnavailable
+from knapsack_service.store import (
+    ApplyResult,
+    GroupOutcome,
+    ReportRefused,
+    ReportToApply,
+    StoreUnavailable,
+)
 
 
 def to_group(result: PromptResult, success_threshold: float) -> GroupOutcome:
@@ -71,17 +77,22 @@ def to_groups(report: OutcomeReport, success_threshold: float) -> tuple[GroupOut
 
 async def apply_report(state: ServiceState, run_id: str, report: OutcomeReport) -> OutcomeAck:
     """Apply a report once, all or nothing (deduplicated by report_id), and count it."""
-    check_count("results", len(report.results), state.settings.max_prompts)
+    limits = state.settings
+    check_count("results", len(report.results), min(limits.max_prompts, limits.max_report_results))
     settings = await read_settings(state.store, state.known_runs, run_id)
     decay = settings.estimator.decay if isinstance(settings.estimator, BetaEstimator) else 1.0
     groups = to_groups(report, settings.success_threshold)
     to_apply = ReportToApply(
-        report_id=report.report_id, step=report.step, decay=decay, groups=groups
+        report_id=report.report_id,
+        step=report.step,
+        decay=decay,
+        groups=groups,
+        max_prompts=limits.max_run_prompts,
     )
     metrics = state.metrics
     try:
         result = await state.store.apply_report(run_id, to_apply)
-    except StoreUnavailable:  # the API answers 503 and counts the store error
+    except (StoreUnavailable, ReportRefused):  # the API answers 503 / 4xx
         metrics.reports.labels("rejected").inc()
         raise
     metrics.store_up.set(1)

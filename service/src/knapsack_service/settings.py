@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     redis_cluster: bool = Field(default=False, description="Treat redis_url as a Redis Cluster.")
     api_tokens: Annotated[tuple[TokenGrant, ...], NoDecode] = Field(default=())
     max_prompts: int = Field(default=100_000, ge=1, description="Prompts per request, at most.")
+    max_report_results: int = Field(
+        default=8192,
+        ge=1,
+        description="Results per outcome report, at most: bounds the time one report "
+        "holds Redis (RELIABILITY.md, 'Report size').",
+    )
+    max_run_prompts: int | None = Field(
+        default=1_000_000,
+        ge=1,
+        description="Prompts one run may track; a report adding more is refused (422).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)

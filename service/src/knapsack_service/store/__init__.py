@@ -13,7 +13,17 @@ from knapsack_service.store.base import (
     ReportToApply,
     Store,
 )
-from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
+from knapsack_service.store.errors import (
+    CounterOverflow,
+    OutcomeUnknown,
+    PromptLimitReached,
+    ReportConflict,
+    ReportExpired,
+    ReportRefused,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from knapsack_service.store.memory_store import MemoryStore
 from knapsack_service.store.records import BUDGET_BUCKETS, DIFFICULTY_BANDS, RING_BITS
 from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore, pool_size_for
@@ -49,10 +59,16 @@ __all__ = [
     "DIFFICULTY_BANDS",
     "RING_BITS",
     "ApplyResult",
+    "CounterOverflow",
     "GroupOutcome",
     "MemoryStore",
+    "OutcomeUnknown",
     "PromptBatch",
+    "PromptLimitReached",
     "RedisStore",
+    "ReportConflict",
+    "ReportExpired",
+    "ReportRefused",
     "ReportToApply",
     "RunNotFound",
     "Store",

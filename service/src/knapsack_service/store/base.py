@@ -7,10 +7,12 @@ same arithmetic (`knapsack_service.store.records`) and never see wire models.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -19,6 +21,8 @@ import numpy as np
 MAX_GROUP_COUNT = 2**31 - 1
 #: Largest step number (the wire model's bound).
 MAX_STEP = 2**31 - 1
+#: How long a report id is remembered for deduplication (both stores): 7 days.
+REPORT_ID_RETENTION_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class ReportToApply:
         decay: The run's per-step Beta evidence decay in (0, 1] (1.0 under the
             window estimator, which ignores the Beta evidence).
         groups: The groups, applied in order (a prompt may appear more than once).
+        max_prompts: The most prompts the run may track (KRL_MAX_RUN_PROMPTS); a
+            report that would take the run past it is refused whole. None: no limit.
 
     """
 
@@ -75,6 +81,7 @@ class ReportToApply:
     step: int
     decay: float
     groups: tuple[GroupOutcome, ...]
+    max_prompts: int | None = None
 
     def __post_init__(self) -> None:
         operator.index(self.step)
@@ -84,6 +91,41 @@ class ReportToApply:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if not self.groups:
             raise ValueError("a report needs at least one group")
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ValueError(f"max_prompts must be positive, got {self.max_prompts}")
+
+    @cached_property
+    def digest(self) -> str:
+        """A digest of the content, kept with the report id (see `report_digest`)."""
+        return report_digest(self.step, self.groups)
+
+
+def report_digest(step: int, groups: Sequence[GroupOutcome]) -> str:
+    """128-bit BLAKE2b of a report's step and groups, in order, as 32 hex digits.
+
+    The same report_id with other content is a client bug (two ranks sharing ids)
+    that would otherwise lose data silently; the digest lets both stores tell a
+    retry from a collision. Every field is written unambiguously (prompt ids
+    length-prefixed, numbers as decimal text, a missing token mean as `-`), so two
+    different reports never share the serialisation. The digest covers the counts
+    the store applies, not the wire form: a retry that sends rewards instead of
+    counts with the same outcome is still the same report.
+    """
+    prompts = [group.prompt_id.encode("utf-8", "surrogatepass") for group in groups]
+    numbers = [
+        f"{group.successes}:{group.trials}:{_tokens_text(group.mean_response_tokens)}:"
+        f"{1 if group.zero_variance else 0}"
+        for group in groups
+    ]
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(f"{int(step)};{','.join(map(str, map(len, prompts)))};".encode("ascii"))
+    hasher.update(b"".join(prompts))
+    hasher.update(";".join(numbers).encode("ascii"))
+    return hasher.hexdigest()
+
+
+def _tokens_text(tokens: float | None) -> str:
+    return "-" if tokens is None else float(tokens).hex()
 
 
 @dataclass(frozen=True)
@@ -91,9 +133,11 @@ class ApplyResult:
     """What `Store.apply_report` did.
 
     Attributes:
-        accepted: Groups applied by this call (0 for a duplicate).
-        duplicate: The report id had been applied before; nothing changed but the
-            run's `duplicate_reports` counter.
+        accepted: Groups applied; for a duplicate, the groups its first application
+            applied (the original acknowledgement, so a retry after a lost answer
+            learns what happened).
+        duplicate: The report id had been applied before with the same content;
+            nothing changed but the run's `duplicate_reports` counter.
         step_totals: The report's step after it was applied (keys of
             `STEP_TOTAL_FIELDS`), for per-run gauges; None for a duplicate.
 
@@ -214,9 +258,11 @@ class Store(Protocol):
 __all__ = [
     "MAX_GROUP_COUNT",
     "MAX_STEP",
+    "REPORT_ID_RETENTION_SECONDS",
     "ApplyResult",
     "GroupOutcome",
     "PromptBatch",
     "ReportToApply",
     "Store",
+    "report_digest",
 ]

@@ -75,6 +75,11 @@ class RunKeys:
         return self.prefix + "rids"
 
     @property
+    def acks(self) -> str:
+        """Report id -> `<digest> <accepted> <step>` of its first application (hash)."""
+        return self.prefix + "acks"
+
+    @property
     def summary_prefix(self) -> str:
         """Prefix of the per-step summary hashes."""
         return self.prefix + "s:"
@@ -85,7 +90,7 @@ class RunKeys:
 
     def fixed(self) -> tuple[str, ...]:
         """Every key of the run except the per-step summaries."""
-        return (self.settings, self.meta, self.prompts, self.steps, self.report_ids)
+        return (self.settings, self.meta, self.prompts, self.steps, self.report_ids, self.acks)
 
 
 __all__ = ["EMPTY_RUN_TAG", "RUNS_KEY", "RunKeys", "escape_run_id"]

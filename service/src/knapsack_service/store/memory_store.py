@@ -5,25 +5,35 @@ behaves the same in both stores, down to the float32 rounding of its Beta eviden
 A `threading.Lock` (not an asyncio one) guards the state: no critical section awaits,
 and the store stays correct when called from several event loops or threads (a
 `TestClient` runs the app in its own thread).
+
+Report ids live in an `OrderedDict` in the order they were applied, so forgetting
+the ones older than the dedup window pops from its front: constant time per report,
+however many ids the run holds (rebuilding the table each time was quadratic).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from knapsack_service.store.base import (
+    REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
     PromptBatch,
     ReportToApply,
 )
-from knapsack_service.store.errors import RunNotFound, StoreError
+from knapsack_service.store.errors import (
+    PromptLimitReached,
+    ReportConflict,
+    ReportExpired,
+    RunNotFound,
+)
 from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
     allocation_increments,
@@ -32,7 +42,16 @@ from knapsack_service.store.records import (
     summarise_groups,
     summary_from_fields,
 )
-from knapsack_service.store.redis_store import REPORT_ID_RETENTION_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """What the store remembers of an applied report id, within the dedup window."""
+
+    applied_at: float
+    step: int
+    digest: str
+    accepted: int
 
 
 @dataclass
@@ -42,7 +61,21 @@ class _Run:
     last_step: int | None = None
     records: dict[str, bytes] = field(default_factory=dict)
     steps: dict[int, Counter[str]] = field(default_factory=dict)
-    report_ids: dict[str, float] = field(default_factory=dict)
+    report_ids: OrderedDict[str, _Applied] = field(default_factory=OrderedDict)
+    #: Largest step of a report id forgotten at the end of the dedup window: reports
+    #: at or below it are refused (`ReportExpired`), since a replay of a forgotten
+    #: report could no longer be told from a new one.
+    closed_step: int = -1
+
+    def forget_report_ids_before(self, horizon: float) -> None:
+        """Drop report ids applied before `horizon`, oldest first."""
+        report_ids = self.report_ids
+        while report_ids:
+            oldest = next(iter(report_ids.values()))
+            if oldest.applied_at >= horizon:
+                return
+            report_ids.popitem(last=False)
+            self.closed_step = max(self.closed_step, oldest.step)
 
 
 class MemoryStore:
@@ -101,22 +134,25 @@ class MemoryStore:
             return run.settings, decode_records(blob)
 
     async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
-        """Apply a report all or nothing, once per report id."""
+        """Apply a report all or nothing, once per report id (same semantics as Redis)."""
         with self._lock:
             run = self._run(run_id)
             now = time.time()
-            horizon = now - self._retention
-            run.report_ids = {rid: t for rid, t in run.report_ids.items() if t >= horizon}
-            if report.report_id in run.report_ids:
+            run.forget_report_ids_before(now - self._retention)
+            known = run.report_ids.get(report.report_id)
+            if known is not None:
+                if known.digest != report.digest:
+                    raise ReportConflict(report.report_id)
                 run.counters["duplicate_reports"] += 1
-                return ApplyResult(accepted=0, duplicate=True)
+                return ApplyResult(accepted=known.accepted, duplicate=True)
+            if report.step <= run.closed_step:
+                raise ReportExpired(report.step, run.closed_step)
             # Compute everything first: an error leaves the run untouched.
-            try:
-                updated = apply_groups_to_records(
-                    run.records, report.groups, report.step, report.decay
-                )
-            except OverflowError as error:
-                raise StoreError(str(error)) from error
+            updated = apply_groups_to_records(run.records, report.groups, report.step, report.decay)
+            if report.max_prompts is not None:
+                new = sum(1 for prompt_id in updated if prompt_id not in run.records)
+                if new and len(run.records) + new > report.max_prompts:
+                    raise PromptLimitReached(report.max_prompts, new)
             totals = summarise_groups(report.groups)
 
             run.records.update(updated)
@@ -128,7 +164,9 @@ class MemoryStore:
             run.counters["successes"] += totals["successes"]
             if run.last_step is None or report.step > run.last_step:
                 run.last_step = report.step
-            run.report_ids[report.report_id] = now
+            run.report_ids[report.report_id] = _Applied(
+                applied_at=now, step=report.step, digest=report.digest, accepted=len(report.groups)
+            )
             step_totals = {name: int(summary.get(name, 0)) for name in STEP_TOTAL_FIELDS}
             return ApplyResult(
                 accepted=len(report.groups), duplicate=False, step_totals=step_totals

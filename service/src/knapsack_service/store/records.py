@@ -51,6 +51,7 @@ import numpy as np
 
 from knapsack_service.bands import DIFFICULTY_BANDS, difficulty_band
 from knapsack_service.store.base import GroupOutcome, PromptBatch
+from knapsack_service.store.errors import CounterOverflow
 
 #: Outcomes kept per prompt (the largest window the wire model allows).
 RING_BITS = 48
@@ -441,18 +442,26 @@ def apply_groups_to_records(
     """Apply groups in order; return the new packed record of every touched prompt.
 
     Nothing is returned (and nothing should be written) if any group fails.
+
+    Raises:
+        CounterOverflow: A group would overflow its prompt's 48-bit counters (the
+            error names the group by its index in the report).
+
     """
     updated: dict[str, bytes] = {}
-    for group in groups:
+    for index, group in enumerate(groups):
         raw = updated.get(group.prompt_id) or records.get(group.prompt_id) or EMPTY_RECORD_BYTES
-        record = apply_group(
-            decode_record(raw),
-            group.successes,
-            group.trials,
-            group.mean_response_tokens,
-            step,
-            decay,
-        )
+        try:
+            record = apply_group(
+                decode_record(raw),
+                group.successes,
+                group.trials,
+                group.mean_response_tokens,
+                step,
+                decay,
+            )
+        except OverflowError as error:
+            raise CounterOverflow(index, group.prompt_id) from error
         updated[group.prompt_id] = encode_record(record)
     return updated
 

@@ -10,6 +10,7 @@ Layout of one run (every key carries the run's hash tag, see `keys.py`):
 | `krl:{r}:steps`      | sorted set | steps with a summary, score = step               |
 | `krl:{r}:s:<step>`   | hash       | per-step summary counters                        |
 | `krl:{r}:rids`       | sorted set | applied report ids, score = unix seconds         |
+| `krl:{r}:acks`       | hash       | report id -> digest, accepted count, step        |
 | `krl:runs`           | set        | every run id (outside the runs' slots)           |
 
 On a Redis Cluster every script and every multi-key command names only keys of one
@@ -42,13 +43,23 @@ except ImportError:  # pragma: no cover
     _hiredis_pack = None
 
 from knapsack_service.store.base import (
+    REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
     PromptBatch,
     ReportToApply,
 )
 from knapsack_service.store.cluster import build_cluster_client, is_cluster_url
-from knapsack_service.store.errors import RunNotFound, StoreError, StoreUnavailable
+from knapsack_service.store.errors import (
+    CounterOverflow,
+    OutcomeUnknown,
+    PromptLimitReached,
+    ReportConflict,
+    ReportExpired,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
@@ -59,8 +70,6 @@ from knapsack_service.store.records import (
 
 #: Socket connect and read timeout in seconds (the service passes KRL_REDIS_TIMEOUT).
 DEFAULT_TIMEOUT = 0.5
-#: How long a report id is remembered for deduplication.
-REPORT_ID_RETENTION_SECONDS = 7 * 24 * 3600
 #: Connections per client when the caller does not size the pool (KRL_MAX_CONCURRENCY's
 #: default plus `POOL_HEADROOM`).
 DEFAULT_MAX_CONNECTIONS = 256 + 16
@@ -107,13 +116,35 @@ _CROSS_SLOT = (rex.ClusterCrossSlotError, rex.CrossSlotTransactionError)
 _CLIENT_CROSS_SLOT_MESSAGE = "must map to the same key slot"
 
 
-def translate_redis_error(error: BaseException, run_id: str | None = None) -> StoreError:
+#: Texts of redis-py errors raised before a command could reach Redis: no connection
+#: could be made or taken from the pool, so a write certainly did not happen.
+_NOT_SENT_MARKERS = ("connecting to", "No connection available", "Too many connections")
+
+
+def _may_have_run(error: BaseException) -> bool:
+    """Whether a failed write may still have been applied by Redis.
+
+    A timeout or a connection lost while waiting for the reply leaves the command
+    running (a long script finishes inside Redis whatever the client does); only
+    failures to connect or to get a connection prove it never left.
+    """
+    if isinstance(error, rex.MaxConnectionsError):
+        return False
+    if isinstance(error, rex.ConnectionError | rex.TimeoutError | asyncio.TimeoutError | OSError):
+        return not any(marker in str(error) for marker in _NOT_SENT_MARKERS)
+    return False
+
+
+def translate_redis_error(
+    error: BaseException, run_id: str | None = None, *, write: bool = False
+) -> StoreError:
     """Map a redis-py (or socket) error onto the store's exception tree.
 
     This is the only place that knows redis-py's exceptions. Cluster trouble
     (CLUSTERDOWN, MASTERDOWN, TRYAGAIN, an uncovered slot, no reachable seed) is an
     outage like a refused connection; a cross-slot error is a bug and stays a plain
-    `StoreError`.
+    `StoreError`. For a write (`write=True`), an outage after the command was sent
+    is `OutcomeUnknown`: it may have been applied.
     """
     if isinstance(error, rex.ResponseError) and str(error).startswith(_RUN_NOT_FOUND):
         return RunNotFound(run_id or "")
@@ -122,6 +153,8 @@ def translate_redis_error(error: BaseException, run_id: str | None = None) -> St
     ):
         return StoreError(f"redis cross-slot command: {type(error).__name__}: {error}")
     if isinstance(error, _UNAVAILABLE):
+        if write and _may_have_run(error):
+            return OutcomeUnknown(f"redis reply lost: {type(error).__name__}: {error}")
         return StoreUnavailable(f"redis unavailable: {type(error).__name__}: {error}")
     if isinstance(error, rex.ResponseError) and str(error).startswith("BUSY"):
         # A script or module command is running past lua-time-limit.
@@ -130,14 +163,31 @@ def translate_redis_error(error: BaseException, run_id: str | None = None) -> St
 
 
 @contextlib.contextmanager
-def _translated(run_id: str | None = None) -> Iterator[None]:
+def _translated(run_id: str | None = None, *, write: bool = False) -> Iterator[None]:
     try:
         yield
     except StoreError:
         raise
     except (rex.RedisError, rex.RedisClusterException, asyncio.TimeoutError, OSError) as error:
         # RedisClusterException is not a RedisError: it needs naming here.
-        raise translate_redis_error(error, run_id) from error
+        raise translate_redis_error(error, run_id, write=write) from error
+
+
+def _report_refusal(error: rex.ResponseError, report: ReportToApply) -> StoreError | None:
+    """The store error of a refusal reply of `apply_report.lua`, None for other errors."""
+    # error() raised inside a script gets " script: <sha>, on @user_script:<line>."
+    # appended; the code and its number come first.
+    code, value = [*str(error).split(), "", ""][:2]
+    if code == "KRL_CONFLICT":
+        return ReportConflict(report.report_id)
+    if code == "KRL_EXPIRED":
+        return ReportExpired(report.step, int(value))
+    if code == "KRL_OVERFLOW":
+        index = int(value) - 1
+        return CounterOverflow(index, report.groups[index].prompt_id)
+    if code == "KRL_PROMPT_LIMIT" and report.max_prompts is not None:
+        return PromptLimitReached(report.max_prompts, int(value))
+    return None
 
 
 def _load_script(name: str) -> str:
@@ -328,7 +378,7 @@ class RedisStore:
     async def put_settings(self, run_id: str, settings_json: str) -> bool:
         """Create or replace a run's settings; True if the run was created."""
         keys = RunKeys(run_id)
-        with _translated(run_id):
+        with _translated(run_id, write=True):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(keys.settings, settings_json.encode("utf-8"), get=True)
                 pipe.sadd(RUNS_KEY, _encode(run_id))
@@ -375,6 +425,8 @@ class RedisStore:
             repr(float(report.decay)),
             str(self._retention),
             str(len(report.groups)),
+            report.digest,
+            "" if report.max_prompts is None else str(int(report.max_prompts)),
         ]
         for group in report.groups:
             tokens = group.mean_response_tokens
@@ -385,10 +437,18 @@ class RedisStore:
                 "" if tokens is None else repr(float(tokens)),
                 "1" if group.zero_variance else "0",
             )
-        with _translated(run_id):
-            reply = await self._apply_script(
-                keys=[*keys.fixed(), keys.summary(report.step)], args=args
-            )
+        try:
+            with _translated(run_id, write=True):
+                reply = await self._apply_script(
+                    keys=[*keys.fixed(), keys.summary(report.step)], args=args
+                )
+        except StoreError as error:
+            cause = error.__cause__
+            refused = isinstance(cause, rex.ResponseError)
+            refusal = _report_refusal(cause, report) if refused else None
+            if refusal is None:
+                raise
+            raise refusal from cause
         accepted, duplicate, *totals = reply
         step_totals = (
             dict(zip(STEP_TOTAL_FIELDS, map(int, totals), strict=True)) if totals else None
@@ -406,7 +466,7 @@ class RedisStore:
         args: list[str] = [str(int(step))]
         for field, value in increments.items():
             args += [field, str(value)]
-        with _translated(run_id):
+        with _translated(run_id, write=True):
             await self._allocation_script(
                 keys=[keys.settings, keys.meta, keys.steps, keys.summary(step)], args=args
             )
@@ -451,7 +511,7 @@ class RedisStore:
     async def delete_run(self, run_id: str) -> bool:
         """Remove every key of the run (and only those); True if anything existed."""
         keys = RunKeys(run_id)
-        with _translated(run_id):
+        with _translated(run_id, write=True):
             removed = await self._delete_script(keys=list(keys.fixed()), args=[keys.summary_prefix])
             listed = await self._client.srem(RUNS_KEY, _encode(run_id))
         return bool(removed) or bool(listed)

@@ -8,20 +8,27 @@
 -- KEYS[3] prompts      prompt id -> packed 60-byte record (hash)
 -- KEYS[4] steps        index of step summaries (sorted set, score = step)
 -- KEYS[5] report ids   report id -> unix seconds of first application (sorted set)
--- KEYS[6] step summary counters of ARGV[2]'s step (hash)
--- ARGV: report_id, step, decay, retention_seconds, group_count,
+-- KEYS[6] acks         report id -> '<digest> <accepted> <step>' (hash, same members)
+-- KEYS[7] step summary counters of ARGV[2]'s step (hash)
+-- ARGV: report_id, step, decay, retention_seconds, group_count, digest,
+--       max_prompts ('' = no limit),
 --       then per group: prompt_id, successes, trials, mean_tokens ('' = none),
 --       zero_variance ('0' | '1')
--- Returns {accepted, duplicate (0|1)}.
+-- Returns {accepted, duplicate (0|1), step totals...}; a duplicate returns the
+-- accepted count of its first application and no totals.
+-- Refusals (nothing written): KRL_CONFLICT (same id, other digest), KRL_EXPIRED <step>
+-- (the report's step is closed), KRL_OVERFLOW <group> (1-based), KRL_PROMPT_LIMIT <new>.
 
 local RECORD = '<I6I6I6I6fffi4i4I4I4ff'
 local RING_BITS = 48
 local MAX_COUNT = 2147483647
 local MAX_COUNTER = 2^48 - 1
 local MAX_VISIT_TRIALS = 2^32 - 1
-local HEAD = 5
+local HEAD = 7
 local PER_GROUP = 5
 local CHUNK = 2000
+-- Expired report ids forgotten per call: bounds the work one report can inherit.
+local PRUNE = 1000
 
 -- Lua's tostring keeps 14 digits; counters may need 15, so format integers explicitly.
 local function int(x)
@@ -49,6 +56,10 @@ local decay = tonumber(ARGV[3])
 if decay == nil or not (decay > 0 and decay <= 1) then fail('decay must be in (0, 1]') end
 local retention = whole(ARGV[4], 1, 2^40, 'retention')
 local count = whole(ARGV[5], 1, 2^31, 'group count')
+local digest = ARGV[6]
+if digest == nil or not string.match(digest, '^%x+$') then fail('digest must be hex') end
+local max_prompts = false
+if ARGV[7] ~= '' then max_prompts = whole(ARGV[7], 1, 2^48, 'max_prompts') end
 if #ARGV ~= HEAD + PER_GROUP * count then fail('expected ' .. count .. ' groups') end
 
 -- The checks of `whole` inlined on the hot path; a failing value goes through
@@ -86,15 +97,40 @@ for g = 1, count do
   end
 end
 
--- 2. The run must exist; a report id seen within the retention window is a duplicate.
+-- 2. The run must exist; a report id seen within the retention window is a duplicate
+-- (or a conflict, when its digest differs). Ids leaving the window close their steps:
+-- a report at or below the highest closed step could be a replay nobody can detect.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('KRL_RUN_NOT_FOUND')
 end
 local now = tonumber(redis.call('TIME')[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - retention))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. (now - retention),
+  'LIMIT', 0, PRUNE)
+local closed_step = tonumber(redis.call('HGET', KEYS[2], 'closed_step') or '-1')
+if #expired > 0 then
+  local old_acks = redis.call('HMGET', KEYS[6], unpack(expired))
+  for i = 1, #expired do
+    local old_step = old_acks[i] and tonumber(string.match(old_acks[i], ' (%d+)$'))
+    if old_step and old_step > closed_step then closed_step = old_step end
+  end
+  redis.call('HSET', KEYS[2], 'closed_step', int(closed_step))
+  redis.call('ZREM', KEYS[5], unpack(expired))
+  redis.call('HDEL', KEYS[6], unpack(expired))
+end
+local ack = redis.call('HGET', KEYS[6], report_id)
+if ack then
+  local known_digest, known_accepted = string.match(ack, '^(%x+) (%d+)')
+  if known_digest ~= digest then return redis.error_reply('KRL_CONFLICT') end
+  redis.call('HINCRBY', KEYS[2], 'duplicate_reports', 1)
+  return {tonumber(known_accepted), 1}
+end
 if redis.call('ZSCORE', KEYS[5], report_id) then
+  -- Applied before acks were kept (an older version): a duplicate, count unknown.
   redis.call('HINCRBY', KEYS[2], 'duplicate_reports', 1)
   return {0, 1}
+end
+if step <= closed_step then
+  return redis.error_reply('KRL_EXPIRED ' .. int(closed_step))
 end
 
 -- 3. Read every touched record once, compute the new ones (errors still write nothing).
@@ -105,12 +141,18 @@ for g = 1, count do
     unique[#unique + 1] = pids[g]
   end
 end
+local new_prompts = 0
 for first = 1, #unique, CHUNK do
   local last = math.min(first + CHUNK - 1, #unique)
   local values = redis.call('HMGET', KEYS[3], unpack(unique, first, last))
   for i = first, last do
     current[unique[i]] = values[i - first + 1]
+    if not values[i - first + 1] then new_prompts = new_prompts + 1 end
   end
+end
+if max_prompts and new_prompts > 0
+    and redis.call('HLEN', KEYS[3]) + new_prompts > max_prompts then
+  return redis.error_reply('KRL_PROMPT_LIMIT ' .. int(new_prompts))
 end
 
 local EMPTY = struct.pack(RECORD, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, 0, 0, 0)
@@ -146,6 +188,9 @@ local function decay_power(k)
   end
   return f
 end
+
+-- The group being applied, for the overflow refusal.
+local current_group = 0
 
 local function apply(raw, s, t, m)
   local rs, rt, ring, tt, bs, bf, mean, bstep, last, vs, vt, vbs, vbf = unpack_record(RECORD, raw)
@@ -200,10 +245,10 @@ local function apply(raw, s, t, m)
   end
 
   if rs > MAX_COUNTER or rt > MAX_COUNTER or tt > MAX_COUNTER then
-    error({err = 'KRL_OVERFLOW cumulative trials exceed 2^48 - 1'})
+    error({err = 'KRL_OVERFLOW ' .. int(current_group)})
   end
   if vt > MAX_VISIT_TRIALS then
-    error({err = 'KRL_OVERFLOW trials in one step exceed 2^32 - 1'})
+    error({err = 'KRL_OVERFLOW ' .. int(current_group)})
   end
   if step > last then last = step end
   return pack_record(RECORD, rs, rt, ring, tt, bs, bf, mean, bstep, last, vs, vt, vbs, vbf)
@@ -214,6 +259,7 @@ local all_success_groups, all_failure_groups = 0, 0
 local all_success_rollouts, all_failure_rollouts = 0, 0
 for g = 1, count do
   local s, t, pid = succ[g], trials[g], pids[g]
+  current_group = g
   current[pid] = apply(current[pid] or EMPTY, s, t, tokens[g])
   rollouts = rollouts + t
   successes = successes + s
@@ -245,7 +291,7 @@ for first = 1, #unique, CHUNK do
   redis.call('HSET', KEYS[3], unpack(args))
 end
 for field, value in pairs(totals) do
-  if value ~= 0 then redis.call('HINCRBY', KEYS[6], field, int(value)) end
+  if value ~= 0 then redis.call('HINCRBY', KEYS[7], field, int(value)) end
 end
 redis.call('ZADD', KEYS[4], int(step), int(step))
 redis.call('HINCRBY', KEYS[2], 'reports', 1)
@@ -257,8 +303,9 @@ if last_step == nil or step > last_step then
   redis.call('HSET', KEYS[2], 'last_step', int(step))
 end
 redis.call('ZADD', KEYS[5], now, report_id)
+redis.call('HSET', KEYS[6], report_id, digest .. ' ' .. int(count) .. ' ' .. int(step))
 -- The step's totals after this report, for the service's per-run gauges.
-local step_totals = redis.call('HMGET', KEYS[6], 'rollouts', 'groups', 'effective_rollouts',
+local step_totals = redis.call('HMGET', KEYS[7], 'rollouts', 'groups', 'effective_rollouts',
   'all_success_groups', 'all_failure_groups')
 local reply = {count, 0}
 for i = 1, #step_totals do reply[#reply + 1] = tonumber(step_totals[i] or '0') end
