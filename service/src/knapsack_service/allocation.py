@@ -36,11 +36,10 @@ from knapsack_client import (
     LookupRequest,
     RunSettings,
     SolveRequest,
+    rules,
 )
 from knapsack_service.bands import DIFFICULTY_METRIC_LABELS, difficulty_band
-from knapsack_service.engine import (
-    allocate as engine_allocate,
-)
+from knapsack_service.engine import allocate as engine_allocate
 from knapsack_service.engine import (
     balance_shards,
     beta_posterior,
@@ -53,7 +52,7 @@ from knapsack_service.engine import (
 )
 from knapsack_service.runs import check_count, settings_from_store
 from knapsack_service.state import ServiceState
-from knapsack_service.store import RING_BITS, PromptBatch, RunNotFound, StoreUnavailable
+from knapsack_service.store import PromptBatch, RunNotFound, StoreUnavailable
 
 logger = logging.getLogger("knapsack_service.allocation")
 
@@ -131,7 +130,7 @@ def estimate(settings: RunSettings, batch: PromptBatch, step: int) -> Estimates:
         p_hat = np.where(batch.trials > 0, a / (a + b), np.nan)
         if estimator.plug_in_from is not None:
             a, b = concentrate_posterior(a, b, estimator.plug_in_from)
-        successes, count = window_counts(batch.ring, batch.trials, RING_BITS)
+        successes, count = window_counts(batch.ring, batch.trials, rules.RING_OUTCOMES)
         return Estimates(p_hat, np.column_stack((a, b)), successes, count)
     if isinstance(estimator, LastVisitEstimator):
         successes, count = last_visit_counts(
@@ -254,16 +253,22 @@ def run_plan(settings: RunSettings, request: AllocationRequest) -> SolveRequest:
 def degraded_plan(settings: RunSettings, request: AllocationRequest) -> SolveRequest:
     """A uniform allocation within the run's settings, for when the store cannot be read.
 
-    The run's `max_n` and budget hold as in a healthy answer (a budget beyond
-    `prompts * max_n` is the same 422); a budget below `prompts * min_n`, which the
-    run's p = 0 / p = 1 counts may allow when healthy, is spread evenly with a lower
-    minimum instead of refused: without estimates the service cannot tell.
+    The same rule as the client's offline fallback (`knapsack_client.rules`): training
+    must go on, so a budget the run's limits cannot spend is clamped into
+    `[prompts * min_n, prompts * max_n]` instead of refused.
     """
     plan = run_plan(settings, request)
-    prompts = len(request.prompts)
-    min_n = min(plan.min_n, int(plan.budget) // prompts)
+    uniform = rules.uniform_fallback(
+        len(request.prompts), int(plan.budget), min_n=plan.min_n, max_n=plan.max_n
+    )
     return plan.model_copy(
-        update={"strategy": "uniform", "min_n": min_n, "fallback": False, "success_rates": None}
+        update={
+            "strategy": "uniform",
+            "budget": uniform.budget,
+            "min_n": uniform.min_n,
+            "max_n": uniform.max_n,
+            "fallback": False,
+        }
     )
 
 
