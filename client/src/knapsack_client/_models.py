@@ -38,6 +38,9 @@ MAX_GROUP_SIZE = 4096
 MAX_WORKERS = 4096
 #: Largest number of rewards one prompt's group may report.
 MAX_REWARDS_PER_GROUP = MAX_GROUP_SIZE
+#: Largest mean response length a report may carry. Far beyond any model's context;
+#: the store keeps the mean as float32, where 1e39 would become infinity for good.
+MAX_RESPONSE_TOKENS = 10_000_000
 
 
 def _refuse_booleans(value: object) -> object:
@@ -309,7 +312,9 @@ class PromptResult(_Request):
     rewards: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         default=None, min_length=1, max_length=MAX_REWARDS_PER_GROUP
     )
-    mean_response_tokens: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    mean_response_tokens: (
+        Annotated[float, Field(ge=0.0, le=MAX_RESPONSE_TOKENS, allow_inf_nan=False)] | None
+    ) = None
 
     @model_validator(mode="before")
     @classmethod
@@ -430,6 +435,7 @@ class ErrorResponse(_Response):
 
 __all__ = [
     "MAX_GROUP_SIZE",
+    "MAX_RESPONSE_TOKENS",
     "MAX_REWARDS_PER_GROUP",
     "MAX_WORKERS",
     "STRATEGIES",
