@@ -14,10 +14,16 @@ from knapsack_trainer.worker.core_algos import (  # noqa: E402
     LossAggMode,
     agg_loss,
     compute_group_statistics,
-    compute_policy_loss,
     get_adv_estimator_fn,
     kl_penalty,
     register_adv_est,
+)
+from knapsack_trainer.worker.policy_losses import (  # noqa: E402
+    PolicyLoss,
+    compute_gspo_policy_loss,
+    compute_policy_loss,
+    get_policy_loss_fn,
+    register_policy_loss,
 )
 
 pytestmark = pytest.mark.torch
@@ -150,3 +156,38 @@ def test_token_log_probs_on_cpu():
     assert core_algos.token_log_probs(logits, torch.tensor([[1]])).item() == pytest.approx(
         math.log(0.75)
     )
+
+
+def test_grpo_mean_and_dr_grpo_are_one_function_registered_twice_on_cpu():
+    assert get_adv_estimator_fn("grpo_mean") is get_adv_estimator_fn("dr_grpo")
+    assert get_adv_estimator_fn("grpo") is not get_adv_estimator_fn("dr_grpo")
+
+
+def test_policy_losses_are_registered_by_name_on_cpu():
+    assert get_policy_loss_fn("vanilla") is compute_policy_loss
+    assert get_policy_loss_fn(PolicyLoss.GSPO) is compute_gspo_policy_loss
+    with pytest.raises(ValueError, match="already registered"):
+        register_policy_loss(PolicyLoss.VANILLA)(lambda *a, **k: None)
+    with pytest.raises(ValueError, match=r"unknown policy loss 'nope' \(known: gspo, vanilla\)"):
+        get_policy_loss_fn("nope")
+
+
+def test_gspo_uses_one_ratio_per_sequence_on_cpu():
+    # Sequence 0: token ratios 1.5 and 1.0, so s_0 = sqrt(1.5) ~ 1.2247 for both tokens,
+    # inside a 0.3 clip range, A = +1. Sequence 1: one token, ratio 0.6, A = -1,
+    # clipped at 0.7 (loss max(0.6, 0.7) = 0.7). seq-mean-token-mean: (-s_0 + 0.7) / 2.
+    old = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    new = torch.log(torch.tensor([[0.75, 0.5], [0.3, 0.5]])).requires_grad_(True)
+    advantages = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    out = compute_gspo_policy_loss(
+        old, new, advantages, mask, clip_ratio_low=0.3, clip_ratio_high=0.3
+    )
+    s0 = math.sqrt(1.5)
+    assert out.loss.item() == pytest.approx((-s0 + 0.7) / 2, rel=1e-6)
+    assert out.per_token_loss[0].tolist() == pytest.approx([-s0, -s0], rel=1e-6)
+    assert out.clip_fraction == pytest.approx(1 / 3)
+    out.loss.backward()
+    # Both tokens of sequence 0 get the same gradient, -s_0 / (2 tokens * 2 sequences);
+    # the token-level PPO loss would give -1.5/4 and -1/4.
+    assert new.grad.flatten().tolist() == pytest.approx([-s0 / 4, -s0 / 4, 0.0, 0.0], abs=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,11 @@ def test_two_steps_then_resume_against_the_same_run_on_cpu(
         assert metrics["groups"] == 4
         for key in ("loss", "kl", "clip_fraction", "time_allocate", "time_generate"):
             assert key in metrics
+    # Seeded: step 0 has mixed groups, so the weights must move (a learner that
+    # silently skipped its update would leave them equal).
+    assert not history[0]["skipped"]
     changed = any(not torch.equal(initial[k], v) for k, v in trainer.model.state_dict().items())
-    assert changed or all(m["skipped"] for m in history)
+    assert changed
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [0, 1]
     checkpoint = latest_checkpoint(tmp_path)
@@ -95,9 +99,12 @@ def test_kl_and_seq_mean_loss_on_cpu(tiny_model_dir, tmp_path, service_client):
     (metrics,) = trainer.train()
     assert trainer.reference is not None
     assert metrics["strategy"] == "uniform"
-    # k3 is non-negative; the second epoch starts from the moved policy.
-    assert metrics["kl"] >= 0.0
-    assert metrics["loss"] == metrics["loss"]  # not NaN
+    # The first epoch starts at the reference (KL exactly 0); the second starts from the
+    # moved policy, so the mean over epochs is strictly positive when the KL term is
+    # wired in. The values themselves are checked in test_policy_update_on_cpu.py.
+    assert not metrics["skipped"]
+    assert 0.0 < metrics["kl"] < 1.0
+    assert math.isfinite(metrics["loss"])
     trainer.close()
 
 

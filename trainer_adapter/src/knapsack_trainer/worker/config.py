@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from knapsack_client import RunSettings
 from knapsack_trainer.worker.core_algos import AdvantageEstimator, KLPenalty, LossAggMode
+from knapsack_trainer.worker.policy_losses import PolicyLoss
 
 Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
 
@@ -31,6 +32,9 @@ class TrainConfig(BaseModel):
     tokenizer_path: str | None = Field(default=None, description="Defaults to model_path.")
     task: str = Field(default="target", description="Registered task name (see tasks.py).")
     task_options: dict[str, Any] = Field(default_factory=dict)
+    chat_template: bool = Field(
+        default=False, description="Wrap each prompt as a user turn of the tokenizer's template."
+    )
 
     # Allocation through the service.
     batch_size: int = Field(default=16, ge=1, description="Prompts per step.")
@@ -58,6 +62,9 @@ class TrainConfig(BaseModel):
     kl_coef: float = Field(default=0.0, ge=0, description="0 disables the reference model.")
     kl_penalty: KLPenalty = KLPenalty.K3
     advantage_estimator: AdvantageEstimator = AdvantageEstimator.GRPO
+    policy_loss: PolicyLoss = Field(
+        default=PolicyLoss.VANILLA, description="Registered policy loss (policy_losses.py)."
+    )
     loss_agg_mode: LossAggMode = LossAggMode.TOKEN_MEAN
     ppo_epochs: int = Field(default=1, ge=1)
     micro_batch_size: int = Field(default=64, ge=1, description="Sequences per forward pass.")

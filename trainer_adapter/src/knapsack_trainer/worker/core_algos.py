@@ -1,8 +1,9 @@
 """GRPO advantages and losses as pure functions registered by name.
 
-The layout follows verl's `verl/trainer/ppo/core_algos.py`: every estimator and loss
-is a function over tensors, registered under a name in a `str` Enum so a config can
-select it, with every tensor's shape in its docstring and explicit masks.
+The layout follows verl's `verl/trainer/ppo/core_algos.py`: every advantage estimator
+and policy loss is a function over tensors, registered under a name in a `str` Enum
+(`register_adv_est` here, `register_policy_loss` in `policy_losses.py`) so a config
+can select it, with every tensor's shape in its docstring and explicit masks.
 
 Two differences from verl, both because knapsack allocation makes groups of unequal
 size the normal case rather than the exception:
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 import torch
+
+from knapsack_trainer.worker.registry import Registry
 
 #: Added to the group standard deviation before dividing (verl's `epsilon`).
 STD_EPSILON = 1e-6
@@ -76,43 +79,18 @@ class GroupAdvantages:
 
 
 AdvantageFn = Callable[..., GroupAdvantages]
-ADVANTAGE_ESTIMATOR_REGISTRY: dict[str, AdvantageFn] = {}
+ADVANTAGE_ESTIMATORS: Registry[AdvantageFn] = Registry("advantage estimator")
+ADVANTAGE_ESTIMATOR_REGISTRY = ADVANTAGE_ESTIMATORS.functions
 
 
 def register_adv_est(name: str | AdvantageEstimator) -> Callable[[AdvantageFn], AdvantageFn]:
-    """Register an advantage estimator under `name`; refuse duplicates.
-
-    Args:
-        name: Registry key (an `AdvantageEstimator` or a new string).
-
-    Returns:
-        A decorator that records the function and returns it unchanged.
-
-    """
-    key = name.value if isinstance(name, AdvantageEstimator) else name
-
-    def decorator(fn: AdvantageFn) -> AdvantageFn:
-        if key in ADVANTAGE_ESTIMATOR_REGISTRY and ADVANTAGE_ESTIMATOR_REGISTRY[key] is not fn:
-            raise ValueError(f"advantage estimator {key!r} is already registered")
-        ADVANTAGE_ESTIMATOR_REGISTRY[key] = fn
-        return fn
-
-    return decorator
+    """Register an advantage estimator under `name` (an `AdvantageEstimator` or a string)."""
+    return ADVANTAGE_ESTIMATORS.register(name)
 
 
 def get_adv_estimator_fn(name: str | AdvantageEstimator) -> AdvantageFn:
-    """Return the estimator registered under `name`.
-
-    Raises:
-        ValueError: If nothing is registered under that name.
-
-    """
-    key = name.value if isinstance(name, AdvantageEstimator) else name
-    try:
-        return ADVANTAGE_ESTIMATOR_REGISTRY[key]
-    except KeyError:
-        known = ", ".join(sorted(ADVANTAGE_ESTIMATOR_REGISTRY))
-        raise ValueError(f"unknown advantage estimator {key!r} (known: {known})") from None
+    """The advantage estimator registered under `name` (ValueError if none)."""
+    return ADVANTAGE_ESTIMATORS.get(name)
 
 
 @dataclass(frozen=True)
@@ -226,7 +204,8 @@ def compute_grpo_outcome_advantage(
 
 
 @register_adv_est(AdvantageEstimator.GRPO_MEAN)
-def compute_grpo_mean_advantage(
+@register_adv_est(AdvantageEstimator.DR_GRPO)
+def compute_mean_centred_advantage(
     rewards: torch.Tensor,
     group_index: torch.Tensor,
     response_mask: torch.Tensor,
@@ -234,32 +213,12 @@ def compute_grpo_mean_advantage(
 ) -> GroupAdvantages:
     """Mean-centred group advantage, A_i = r_i - mean(r_group), without std scaling.
 
-    Args:
-        rewards: `(batch,)` reward of each response.
-        group_index: `(batch,)` group id of each response.
-        response_mask: `(batch, response_length)` valid-token mask.
-
-    Returns:
-        The advantages, `(batch, response_length)`, and group counts.
-
-    """
-    return _group_relative(
-        rewards, group_index, response_mask, norm_by_std=False, epsilon=STD_EPSILON
-    )
-
-
-@register_adv_est(AdvantageEstimator.DR_GRPO)
-def compute_dr_grpo_advantage(
-    rewards: torch.Tensor,
-    group_index: torch.Tensor,
-    response_mask: torch.Tensor,
-    **_: object,
-) -> GroupAdvantages:
-    """Dr. GRPO advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training", Sec. 3.1).
-
-    Dividing by the group's std up-weights groups that are almost all right or all
-    wrong (a question-level difficulty bias), so Dr. GRPO keeps only the mean-centring.
-    The matching length-bias fix is the `seq-mean-token-sum-norm` aggregation.
+    Registered twice because two names mean this one rule: verl's `grpo_mean`
+    (`norm_adv_by_std_in_grpo=False`) and Dr. GRPO's advantage (Liu et al. 2025,
+    "Understanding R1-Zero-Like Training", Sec. 3.1): dividing by the group's std
+    up-weights groups that are almost all right or all wrong (a question-level
+    difficulty bias). Dr. GRPO's length-bias fix is the `seq-mean-token-sum-norm`
+    aggregation, chosen separately.
 
     Args:
         rewards: `(batch,)` reward of each response.
@@ -329,81 +288,6 @@ def agg_loss(
 
 def _at_least_one(denominator: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(denominator, dtype=like.dtype, device=like.device).clamp(min=1.0)
-
-
-@dataclass(frozen=True)
-class PolicyLossOutput:
-    """Output of `compute_policy_loss`.
-
-    Attributes:
-        loss: Scalar aggregated loss (to minimise).
-        clip_fraction: Share of valid tokens whose ratio was clipped (a float).
-        approx_kl: Mean over valid tokens of (old_log_prob - log_prob), a float.
-        per_token_loss: `(batch, response_length)` the unaggregated loss.
-
-    """
-
-    loss: torch.Tensor
-    clip_fraction: float
-    approx_kl: float
-    per_token_loss: torch.Tensor
-
-
-def compute_policy_loss(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float | None = None,
-    loss_agg_mode: str | LossAggMode = LossAggMode.TOKEN_MEAN,
-    global_denominator: float | None = None,
-    max_response_length: int | None = None,
-) -> PolicyLossOutput:
-    """Token-level PPO clipped surrogate (Schulman et al. 2017, Eq. 7).
-
-    L = -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A), ratio =
-    exp(log_prob - old_log_prob), where `old_log_prob` are the log-probabilities the
-    generation engine sampled with; DAPO's decoupled `clip_ratio_high` is optional.
-
-    Args:
-        old_log_prob: `(batch, response_length)` log-probs at generation time.
-        log_prob: `(batch, response_length)` log-probs of the current policy.
-        advantages: `(batch, response_length)`.
-        response_mask: `(batch, response_length)` valid-token mask.
-        clip_ratio_low: eps_low.
-        clip_ratio_high: eps_high (defaults to eps_low).
-        loss_agg_mode: One of `LossAggMode`.
-        global_denominator: See `agg_loss`.
-        max_response_length: See `agg_loss`.
-
-    Returns:
-        The loss and diagnostics.
-
-    """
-    high = clip_ratio_low if clip_ratio_high is None else clip_ratio_high
-    mask = response_mask.to(log_prob.dtype)
-    negative_approx_kl = (log_prob - old_log_prob).clamp(min=-20.0, max=20.0)
-    ratio = torch.exp(negative_approx_kl)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_ratio_low, 1.0 + high)
-    per_token = torch.maximum(unclipped, clipped)
-    was_clipped = (clipped > unclipped).to(mask.dtype)
-    tokens = mask.sum().clamp(min=1.0)
-    loss = agg_loss(
-        per_token,
-        mask,
-        loss_agg_mode,
-        global_denominator=global_denominator,
-        max_response_length=max_response_length,
-    )
-    return PolicyLossOutput(
-        loss=loss,
-        clip_fraction=float((was_clipped * mask).sum() / tokens),
-        approx_kl=float((-negative_approx_kl.detach() * mask).sum() / tokens),
-        per_token_loss=per_token,
-    )
 
 
 class KLPenalty(str, Enum):

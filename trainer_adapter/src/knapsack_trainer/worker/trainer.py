@@ -9,8 +9,8 @@ One step, on every rank (a single process is rank 0 of 1):
 4. exchange rewards so every rank sees whole groups, and compute group-relative
    advantages (a group may be split across ranks);
 5. report this rank's outcomes (idempotent report id from run, step and rank);
-6. PPO-clipped loss against the generation-time log-probs, gradients summed over
-   ranks, one optimiser step;
+6. the policy loss (PPO-clipped by default) against the generation-time log-probs,
+   gradients summed over ranks, one optimiser step (`policy_update.py`);
 7. push the new weights into the generation engine; log; checkpoint.
 """
 
@@ -39,14 +39,12 @@ from knapsack_trainer.worker.config import TrainConfig
 from knapsack_trainer.worker.distributed import (
     DistContext,
     all_gather_objects,
-    all_reduce_gradients,
     all_reduce_sums,
     barrier,
     broadcast_object,
     broadcast_parameters,
 )
 from knapsack_trainer.worker.generation import (
-    Completion,
     GenerationBackend,
     GenerationRequest,
     TransformersBackend,
@@ -54,6 +52,7 @@ from knapsack_trainer.worker.generation import (
     vllm_available,
 )
 from knapsack_trainer.worker.metrics import MetricsLogger
+from knapsack_trainer.worker.policy_update import PolicyUpdate, Rollout
 from knapsack_trainer.worker.sampler import PromptSampler
 from knapsack_trainer.worker.tasks import Task, build_task
 
@@ -79,15 +78,6 @@ class StepAllocation:
     shards: list[list[tuple[int, int]]]
     degraded: bool
     strategy: str
-
-
-@dataclass
-class Rollout:
-    """One scored completion of this rank."""
-
-    prompt_index: int
-    completion: Completion
-    reward: float
 
 
 def split_evenly(counts: Sequence[int], workers: int) -> list[list[tuple[int, int]]]:
@@ -174,6 +164,14 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
+        self.update = PolicyUpdate(
+            self.model,
+            self.optimizer,
+            config,
+            self.context,
+            self.tokenizer.pad_token_id,
+            reference=self.reference,
+        )
         self.sampler = PromptSampler(self.task.prompt_ids, seed=config.seed)
         self.start_step = 0
         rng_state = None
@@ -203,11 +201,20 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ pieces of a step
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prompt text: plain, or as one user turn of the chat template."""
+        if self.config.chat_template:
+            messages = [{"role": "user", "content": text}]
+            encoded = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            return list(encoded["input_ids"])
+        return list(self.tokenizer(text)["input_ids"])
+
     def prompt_tokens(self, prompt_id: str) -> list[int]:
-        """Token ids of a prompt (cached)."""
+        """Token ids of a training prompt (cached)."""
         if prompt_id not in self._prompt_tokens:
-            text = self.task.problem(prompt_id).prompt
-            self._prompt_tokens[prompt_id] = list(self.tokenizer(text)["input_ids"])
+            self._prompt_tokens[prompt_id] = self.encode(self.task.problem(prompt_id).prompt)
         return self._prompt_tokens[prompt_id]
 
     def allocate(self, step: int, prompt_ids: list[str]) -> StepAllocation:
@@ -316,128 +323,6 @@ class GRPOTrainer:
         }
         return local, stats
 
-    def _batch_tensors(
-        self, prompt_ids: list[str], rollouts: list[Rollout], advantages: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Right-padded `(rows, prompt+response)` inputs and `(rows, response)` targets."""
-        device = self.context.device
-        prompts = [self.prompt_tokens(prompt_ids[r.prompt_index]) for r in rollouts]
-        responses = [r.completion.token_ids for r in rollouts]
-        width = max(len(p) + len(s) for p, s in zip(prompts, responses, strict=True))
-        length = max(1, max(len(s) for s in responses))
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(rollouts), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rollouts), width), dtype=torch.long)
-        targets = torch.full((len(rollouts), length), pad, dtype=torch.long)
-        positions = torch.zeros((len(rollouts), length), dtype=torch.long)
-        old_log_prob = torch.zeros((len(rollouts), length))
-        mask = torch.zeros((len(rollouts), length))
-        for row, (prompt, response, rollout) in enumerate(
-            zip(prompts, responses, rollouts, strict=True)
-        ):
-            sequence = prompt + response
-            input_ids[row, : len(sequence)] = torch.tensor(sequence)
-            attention[row, : len(sequence)] = 1
-            count = len(response)
-            if count:
-                targets[row, :count] = torch.tensor(response)
-                old_log_prob[row, :count] = torch.tensor(rollout.completion.log_probs)
-                mask[row, :count] = 1.0
-            # The logit at position t predicts token t + 1.
-            positions[row] = (len(prompt) - 1 + torch.arange(length)).clamp(max=width - 1)
-        return {
-            "input_ids": input_ids.to(device),
-            "attention_mask": attention.to(device),
-            "targets": targets.to(device),
-            "positions": positions.to(device),
-            "old_log_prob": old_log_prob.to(device),
-            "response_mask": mask.to(device),
-            "advantages": (advantages.unsqueeze(-1) * mask).to(device),
-        }
-
-    def _response_log_probs(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """`(rows, response_length)` log-probs of the response tokens under `model`."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        index = batch["positions"].unsqueeze(-1).expand(-1, -1, logits.shape[-1])
-        picked = logits.gather(1, index) / self.config.temperature
-        return core_algos.token_log_probs(picked, batch["targets"])
-
-    def learn(
-        self, prompt_ids: list[str], rollouts: list[Rollout], advantages: torch.Tensor
-    ) -> dict[str, float]:
-        """PPO epochs over this rank's rollouts; gradients summed over ranks."""
-        config = self.config
-        tokens = float(sum(len(r.completion.token_ids) for r in rollouts))
-        sequences = float(sum(1 for r in rollouts if r.completion.token_ids))
-        # Zero-advantage rollouts add nothing to the policy loss: skip their forward pass
-        # (but keep them in the denominator) unless the KL term needs them.
-        active = [
-            i
-            for i, r in enumerate(rollouts)
-            if r.completion.token_ids and (advantages[i] != 0 or self.reference is not None)
-        ]
-        totals = all_reduce_sums(self.context, [tokens, sequences, float(len(active))])
-        global_tokens, global_sequences, global_active = totals
-        token_mode = config.loss_agg_mode == core_algos.LossAggMode.TOKEN_MEAN.value
-        denominator = global_tokens if token_mode else global_sequences
-        sums = {"loss": 0.0, "kl": 0.0, "clipped_tokens": 0.0, "approx_kl_tokens": 0.0}
-        if global_active == 0:
-            return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "skipped": 1.0}
-        for _ in range(config.ppo_epochs):
-            self.optimizer.zero_grad(set_to_none=True)
-            for start in range(0, len(active), config.micro_batch_size):
-                rows = active[start : start + config.micro_batch_size]
-                batch = self._batch_tensors(
-                    prompt_ids, [rollouts[i] for i in rows], advantages[rows]
-                )
-                log_prob = self._response_log_probs(self.model, batch)
-                output = core_algos.compute_policy_loss(
-                    batch["old_log_prob"],
-                    log_prob,
-                    batch["advantages"],
-                    batch["response_mask"],
-                    clip_ratio_low=config.clip_ratio,
-                    clip_ratio_high=config.clip_ratio_high,
-                    loss_agg_mode=config.loss_agg_mode,
-                    global_denominator=denominator,
-                    max_response_length=config.max_new_tokens,
-                )
-                loss = output.loss
-                micro_tokens = float(batch["response_mask"].sum())
-                if self.reference is not None:
-                    with torch.no_grad():
-                        ref_log_prob = self._response_log_probs(self.reference, batch)
-                    kl = core_algos.agg_loss(
-                        core_algos.kl_penalty(log_prob, ref_log_prob, config.kl_penalty),
-                        batch["response_mask"],
-                        config.loss_agg_mode,
-                        global_denominator=denominator,
-                        max_response_length=config.max_new_tokens,
-                    )
-                    loss = loss + config.kl_coef * kl
-                    sums["kl"] += float(kl.detach())
-                loss.backward()
-                sums["loss"] += float(loss.detach())
-                sums["clipped_tokens"] += output.clip_fraction * micro_tokens
-                sums["approx_kl_tokens"] += output.approx_kl * micro_tokens
-            all_reduce_gradients(self.context, self.model.parameters())
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-            self.optimizer.step()
-        epochs = float(config.ppo_epochs)
-        loss, kl, clipped, approx = all_reduce_sums(
-            self.context,
-            [sums["loss"], sums["kl"], sums["clipped_tokens"], sums["approx_kl_tokens"]],
-        )
-        learned_tokens = max(1.0, global_tokens * epochs)
-        return {
-            "loss": loss / epochs,
-            "kl": kl / epochs,
-            "clip_fraction": clipped / learned_tokens,
-            "approx_kl": approx / learned_tokens,
-            "skipped": 0.0,
-        }
-
     # ------------------------------------------------------------------ the loop
 
     def train_step(self, step: int) -> dict[str, Any]:
@@ -458,7 +343,8 @@ class GRPOTrainer:
 
         mark = time.perf_counter()
         advantages, group_stats = self.advantages(rollouts)
-        learned = self.learn(prompt_ids, rollouts, advantages)
+        prompts = [self.prompt_tokens(prompt_ids[r.prompt_index]) for r in rollouts]
+        learned = self.update.learn(prompts, rollouts, advantages)
         timings["time_learn"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
