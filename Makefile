@@ -15,7 +15,7 @@ BASE_STAMP  := $(VENV)/.stamp-base
 TORCH_STAMP := $(VENV)/.stamp-torch
 VLLM_STAMP  := $(VENV)/.stamp-vllm
 
-.PHONY: demo test test-fast lint lint-deploy bench fuzz chaos load train-tiny serve clean venv
+.PHONY: demo test test-fast lint lint-deploy bench fuzz chaos load train-tiny train-compare serve clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ $(BASE_STAMP): $(PY) client/pyproject.toml service/pyproject.toml trainer_adapte
 
 $(TORCH_STAMP): $(BASE_STAMP)
 	$(PIP) install -c constraints.txt $(TORCH_PIN) 'transformers>=5.16.1,<5.20.0' tokenizers
+	$(PIP) install -c constraints.txt -e 'trainer_adapter[tasks]'
 	touch $@
 
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to import here
@@ -76,6 +77,10 @@ load: $(BASE_STAMP)
 
 train-tiny: $(VLLM_STAMP)
 	$(PY) bench/train_tiny.py
+
+# Knapsack vs uniform at equal rollouts: 4 paired seeds, held-out prompts (BENCHMARKS.md).
+train-compare: $(VLLM_STAMP)
+	$(PY) bench/train_compare.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ import ast
 import json
 import operator
 import random
+import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from knapsack_trainer.worker.registry import Registry
 from knapsack_trainer.worker.rewards import exact_answer_reward, extract_answer
 
 
@@ -68,34 +70,32 @@ class Task(ABC):
 
 
 TaskFactory = Callable[..., Task]
-TASK_REGISTRY: dict[str, TaskFactory] = {}
+TASKS: Registry[TaskFactory] = Registry("task")
+TASK_REGISTRY = TASKS.functions
 
 
 def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
     """Register a task class or factory under `name`; refuse duplicates."""
-
-    def decorator(factory: TaskFactory) -> TaskFactory:
-        if name in TASK_REGISTRY and TASK_REGISTRY[name] is not factory:
-            raise ValueError(f"task {name!r} is already registered")
-        TASK_REGISTRY[name] = factory
-        return factory
-
-    return decorator
+    return TASKS.register(name)
 
 
 def build_task(name: str, **options: Any) -> Task:
     """Build the task registered under `name` with its options.
 
+    A name `family:item` (e.g. `reasoning_gym:countdown`) builds the task registered
+    as `family` with `item` as its first argument, so a task source that holds many
+    generators needs one registration, not one per generator.
+
     Raises:
         ValueError: If no task has that name.
 
     """
-    try:
-        factory = TASK_REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(TASK_REGISTRY))
-        raise ValueError(f"unknown task {name!r} (known: {known})") from None
-    return factory(**options)
+    family, separator, item = name.partition(":")
+    if separator:
+        if not item:
+            raise ValueError(f"task {name!r}: nothing after {family + ':'!r}")
+        return TASKS.get(family)(item, **options)
+    return TASKS.get(name)(**options)
 
 
 def _check_range(low: int, high: int, what: str) -> None:
@@ -300,12 +300,93 @@ class JsonlTask(Task):
         return exact_answer_reward(completion, self.problem(prompt_id).answer)
 
 
+@register_task("reasoning_gym")
+class ReasoningGymTask(Task):
+    r"""A reasoning-gym generator (`reasoning_gym:<name>`), its own verifier the reward.
+
+    reasoning-gym (PyPI `reasoning-gym`, pure Python, offline) ships procedural
+    generators with verifiers: `basic_arithmetic`, `countdown`, `gsm_symbolic` (100
+    templates derived from GSM8K) and many more, each with difficulty settings. The
+    problems are entries 0..size-1 of `create_dataset(name, seed=seed, size=size,
+    **settings)`, so every rank builds the same ones, and the reward is the dataset's
+    `score_answer(answer, entry)`, graded for some generators (countdown gives 0.05 to
+    a wrong expression over the right numbers); the run's success threshold decides
+    what counts as a success.
+
+    Args:
+        dataset: The generator's registered name.
+        size: Problems to generate.
+        seed: The generator's seed (a different seed gives held-out problems).
+        prompt_template: Wraps each question, e.g. `"{question}\nAnswer in <answer></answer>."`.
+        answer_tag: The completion's answer is inside `<tag>...</tag>`, as reasoning-gym's
+            prompts ask; None takes the whole completion, stripped (a tiny model that
+            answers directly).
+        settings: The generator's own settings (`min_digits`, `max_numbers`, ...).
+
+    """
+
+    name = "reasoning_gym"
+
+    def __init__(
+        self,
+        dataset: str,
+        size: int = 256,
+        seed: int = 0,
+        prompt_template: str = "{question}",
+        answer_tag: str | None = "answer",
+        **settings: Any,
+    ) -> None:
+        import reasoning_gym
+
+        self.dataset_name = dataset
+        self.answer_tag = answer_tag
+        try:
+            self.dataset = reasoning_gym.create_dataset(dataset, seed=seed, size=size, **settings)
+        except (AssertionError, TypeError, ValueError) as error:
+            raise ValueError(f"reasoning_gym:{dataset}: {error}") from error
+        self._entries: dict[str, dict[str, Any]] = {}
+        problems = []
+        for index in range(size):
+            entry = self.dataset[index]
+            prompt_id = f"{dataset}-{seed}-{index:05d}"
+            self._entries[prompt_id] = entry
+            prompt = prompt_template.format(question=entry["question"])
+            problems.append(Problem(prompt_id, prompt, str(entry["answer"])))
+        self.name = f"reasoning_gym:{dataset}"
+        super().__init__(problems)
+
+    def answer(self, completion: str) -> str | None:
+        """The answer part of a completion (None when the tag is missing)."""
+        if self.answer_tag is None:
+            return completion.strip()
+        from reasoning_gym.utils import extract_answer as extract_tagged
+
+        return extract_tagged(completion, tag_name=self.answer_tag)
+
+    def score(self, prompt_id: str, completion: str) -> float:
+        """The generator's `score_answer` on the extracted answer, clipped to [0, 1]."""
+        value = self.dataset.score_answer(self.answer(completion), self._entries[prompt_id])
+        return min(1.0, max(0.0, float(value)))
+
+    def vocabulary(self) -> list[str]:
+        """Every word and symbol of the questions and answers (for a tiny word-level tokenizer)."""
+        words: set[str] = set()
+        for prompt_id in self.prompt_ids:
+            problem = self.problem(prompt_id)
+            words.update(_WORD.findall(problem.prompt + " " + problem.answer))
+        return sorted(words)
+
+
+_WORD = re.compile(r"[A-Za-z_]+|[^\w\s]")
+
+
 __all__ = [
     "TASK_REGISTRY",
     "AdditionTask",
     "CountdownTask",
     "JsonlTask",
     "Problem",
+    "ReasoningGymTask",
     "TargetTokenTask",
     "Task",
     "build_task",
