@@ -131,7 +131,7 @@ def map_validation_error(exc: pydantic.ValidationError) -> InvalidRequest:
         {**err, "msg": str(err.get("msg", "invalid value")).removeprefix("Value error, ")}
         for err in exc.errors()
     ]
-    fields = [_dotted(err.get("loc", ())) for err in errors]
+    fields = [_blamed(err) for err in errors]
     messages = [
         f"{field or '<request>'}: {err.get('msg', '')}"
         for field, err in zip(fields, errors, strict=True)
@@ -146,6 +146,15 @@ def map_validation_error(exc: pydantic.ValidationError) -> InvalidRequest:
             for field, err in zip(fields, errors, strict=True)
         ],
     )
+
+
+def _blamed(error: Mapping[str, Any]) -> str:
+    """A local error's dotted field, with what a cross-field check names (`FieldError`)."""
+    field = _dotted(error.get("loc", ()))
+    blamed = getattr((error.get("ctx") or {}).get("error"), "field", None)
+    if isinstance(blamed, str) and blamed:
+        return f"{field}.{blamed}" if field else blamed
+    return field
 
 
 def error_from_response(response: httpx.Response) -> KnapsackError | None:
