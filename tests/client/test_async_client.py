@@ -112,7 +112,11 @@ async def test_explicit_report_id_is_used(async_client: AsyncKnapsackClient, run
     results = [{"prompt_id": "p", "rewards": [0.0, 1.0, 0.7]}]
     assert not (await async_client.report(run_id, 1, results, report_id="mine-1")).duplicate
     # Derived ids differ from "mine-1", but the explicit one is recognised again.
-    assert (await async_client.report(run_id, 2, results, report_id="mine-1")).duplicate
+    assert (await async_client.report(run_id, 1, results, report_id="mine-1")).duplicate
+    # The same id with other content is refused (409 naming report_id), not dropped.
+    with pytest.raises(InvalidRequest) as caught:
+        await async_client.report(run_id, 2, results, report_id="mine-1")
+    assert caught.value.status == 409 and caught.value.field == "report_id"
     assert derive_report_id(run_id, 1) != "mine-1"
 
 

@@ -94,7 +94,11 @@ def test_explicit_report_id_is_used(client: KnapsackClient, run_id: str) -> None
     results = [{"prompt_id": "p", "rewards": [0.0, 1.0, 0.7]}]
     assert not client.report(run_id, 1, results, report_id="mine-1").duplicate
     # Derived ids differ from "mine-1", but the explicit one is recognised again.
-    assert client.report(run_id, 2, results, report_id="mine-1").duplicate
+    assert client.report(run_id, 1, results, report_id="mine-1").duplicate
+    # The same id with other content is refused (409 naming report_id), not dropped.
+    with pytest.raises(InvalidRequest) as caught:
+        client.report(run_id, 2, results, report_id="mine-1")
+    assert caught.value.status == 409 and caught.value.field == "report_id"
     assert derive_report_id(run_id, 1) != "mine-1"
 
 
