@@ -26,10 +26,11 @@ from knapsack_service.engine import (
     objective,
     solve_cost_aware,
     solve_unit_cost,
-    strategies,
     warm_up,
 )
+from knapsack_service.engine.limits import Limits
 from knapsack_service.engine.reference import solve_reference_cost_dp, solve_reference_dp
+from knapsack_service.engine.strategies import knapsack
 
 MIN_N, MAX_N = 2, 128
 UNIT_CASES = [(256, 2048), (1024, 8192), (100_000, 800_000), (1_000_000, 8_000_000)]
@@ -102,35 +103,35 @@ def paper_batch_ab(calls: int = 3000) -> list[dict]:
     """The paper's batch through `allocate("knapsack", ...)`: one-call path vs general path.
 
     256 prompts, budget 2048, N in [2, 128], rates on the 1/16 grid (0 and 1 included),
-    about 10% unseen, fallback off and on. The general path is the same `allocate`
-    with the one-call small-batch path declined; calls alternate between the two
-    (medians), so load on the shared machine hits both alike. Answers must agree.
+    about 10% unseen, fallback off and on. The general path is the knapsack
+    strategy's plan followed by `solve_unit_cost` (`knapsack.allocate_rates`, the
+    objective computed apart), the path batches too large for one call take; calls
+    alternate between the two (medians), so load on the shared machine hits both
+    alike. Answers must agree.
     """
     rng = np.random.default_rng(2509)
     rates = rng.binomial(16, rng.random(256)) / 16.0
     rates[rng.random(256) < 0.1] = np.nan
-    one_call = strategies._knapsack_small
+    limits = Limits.check(MIN_N, MAX_N)
     rows = []
     for fallback in (False, True):
-
-        def call(fallback: bool = fallback) -> object:
-            return allocate("knapsack", rates, 2048, min_n=MIN_N, max_n=MAX_N, fallback=fallback)
-
+        calls_by_path = {
+            "one_call": lambda f=fallback: allocate(
+                "knapsack", rates, 2048, min_n=MIN_N, max_n=MAX_N, fallback=f
+            ),
+            "general": lambda f=fallback: knapsack.allocate_rates(rates, 2048, limits, f, "heap"),
+        }
         times: dict[str, list[float]] = {"general": [], "one_call": []}
         answers = {}
         for index in range(calls):
             for path in ("general", "one_call") if index % 2 else ("one_call", "general"):
-                strategies._knapsack_small = one_call if path == "one_call" else _decline
-                try:
-                    started = time.perf_counter()
-                    result = call()
-                    times[path].append(time.perf_counter() - started)
-                finally:
-                    strategies._knapsack_small = one_call
-                answers[path] = result
+                started = time.perf_counter()
+                answers[path] = calls_by_path[path]()
+                times[path].append(time.perf_counter() - started)
+        general_value = objective(answers["general"], p=rates)
         same = (
-            answers["general"].n.tobytes() == answers["one_call"].n.tobytes()
-            and answers["general"].value == answers["one_call"].value
+            answers["general"].tobytes() == answers["one_call"].n.tobytes()
+            and general_value == answers["one_call"].value
         )
         rows.append(
             {
@@ -143,10 +144,6 @@ def paper_batch_ab(calls: int = 3000) -> list[dict]:
             }
         )
     return rows
-
-
-def _decline(*_args: object, **_kwargs: object) -> None:
-    return None
 
 
 def cost_cases() -> list[dict]:

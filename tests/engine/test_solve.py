@@ -111,6 +111,14 @@ def test_single_prompt_and_bounds():
     hi = np.array([5, 3, 8])
     n = solve_unit_cost(12, lo, hi, p=np.array([0.5, 0.5, 0.5]))
     assert n[0] == 5 and n.sum() == 12 and n[1] <= 3
+    # Unequal rates: the hard prompt (p = 0.1) needs many rollouts, the easy one few;
+    # an even spread (or any allocation but the optimum) fails here.
+    p = np.array([0.1, 0.5, 0.9])
+    n = solve_unit_cost(24, 2, 16, p=p)
+    best = solve_reference_dp(24, 2, 16, p=p)
+    assert objective(n, p=p) == pytest.approx(objective(best, p=p), abs=1e-15)
+    assert objective(n, p=p) > objective(np.array([8, 8, 8]), p=p) + 1e-3
+    assert n[0] > n[1] > n[2]
 
 
 def test_budget_at_both_ends_and_outside():

@@ -15,7 +15,7 @@ from knapsack_service.engine import (
     objective,
     value,
 )
-from knapsack_service.engine.reference import solve_reference_dp
+from knapsack_service.engine.reference import solve_reference_cost_dp, solve_reference_dp
 
 NAN = math.nan
 
@@ -178,6 +178,14 @@ def test_costs_knapsack_within_budget():
     assert result.cost == pytest.approx(float(result.n @ costs))
     assert result.cost <= 30.0
     assert result.n[2] == 2
+    # Against the exact cost DP (costs doubled to integers): min_n everywhere, or
+    # any allocation that leaves the budget unspent, falls short of it.
+    middle = np.array([0, 1, 3])
+    best = solve_reference_cost_dp(
+        60 - 4, (2 * costs[middle]).astype(np.int64), 2, 16, p=rates[middle]
+    )
+    assert result.value == pytest.approx(objective(best, p=rates[middle]), rel=0.01)
+    assert result.cost > 30.0 - costs.max()
     with pytest.raises(InfeasibleBudget) as info:
         allocate("knapsack", rates, 3.0, min_n=2, max_n=16, costs=costs)
     assert info.value.low == pytest.approx(10.0) and info.value.high == math.inf
@@ -185,10 +193,15 @@ def test_costs_knapsack_within_budget():
 
 def test_costs_bayes():
     posterior = np.array([[1.0, 1.0], [2.0, 8.0]])
+    costs = np.array([1.0, 2.0])
     result = allocate(
-        "knapsack-bayes", None, 20.0, min_n=2, max_n=16, posterior=posterior, costs=np.ones(2)
+        "knapsack-bayes", None, 20.0, min_n=2, max_n=16, posterior=posterior, costs=costs
     )
     assert result.cost <= 20.0 and np.all(result.n >= 2)
+    a, b = posterior[:, 0], posterior[:, 1]
+    best = solve_reference_cost_dp(20, costs.astype(np.int64), 2, 16, a=a, b=b)
+    assert result.value == pytest.approx(objective(best, a=a, b=b), rel=1e-9)
+    assert result.cost > 20.0 - costs.max()
 
 
 @pytest.mark.parametrize(
@@ -240,4 +253,4 @@ def test_strategies_compare_on_one_objective():
     rng = np.random.default_rng(5)
     p = rng.integers(1, 16, 64) / 16
     values = {s: allocate(s, p, 64 * 8, min_n=2, max_n=64).value for s in ("uniform", "knapsack")}
-    assert values["knapsack"] >= values["uniform"]
+    assert values["knapsack"] > values["uniform"] * 1.01

@@ -29,8 +29,10 @@ from knapsack_client.rules import (
     Shard,
 )
 
-Strategy = Literal["uniform", "filter", "knapsack", "knapsack-bayes"]
-STRATEGIES: tuple[str, ...] = ("uniform", "filter", "knapsack", "knapsack-bayes")
+#: A strategy's wire name. The service's engine registers the strategies (today
+#: "uniform", "filter", "knapsack", "knapsack-bayes"); a name it does not know is a
+#: 422 naming "strategy", so a new strategy needs no change here.
+Strategy = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
 
 #: Largest group size one prompt may get. Far beyond the paper's 93 (Fig. 5); it
 #: bounds the solver's work and keeps every count inside 32 bits.
@@ -464,7 +466,6 @@ __all__ = [
     "MAX_RESPONSE_TOKENS",
     "MAX_REWARDS_PER_GROUP",
     "MAX_WORKERS",
-    "STRATEGIES",
     "Allocation",
     "AllocationRequest",
     "AllocationResponse",

@@ -13,6 +13,7 @@ from functools import lru_cache
 from threading import Lock
 
 from knapsack_client import RunCounters, RunInfo, RunSettings
+from knapsack_service.engine import known_strategies
 from knapsack_service.store import RunNotFound, Store
 
 #: Runs whose settings are remembered for degraded answers (a few hundred bytes each).
@@ -91,7 +92,15 @@ def settings_from_store(known: KnownRuns, run_id: str, raw: str | None) -> RunSe
 
 
 async def put_run(store: Store, known: KnownRuns, run_id: str, settings: RunSettings) -> RunInfo:
-    """Create or replace the run's settings; `created` tells which."""
+    """Create or replace the run's settings; `created` tells which.
+
+    Raises:
+        InvalidField: the strategy is not one the engine registers (nothing written).
+    """
+    names = known_strategies()
+    if settings.strategy not in names:
+        known_names = ", ".join(names)
+        raise InvalidField("strategy", f"unknown strategy {settings.strategy!r}: {known_names}")
     created = await store.put_settings(run_id, settings.model_dump_json())
     known.remember(run_id, settings)
     counters = await store.read_counters(run_id)

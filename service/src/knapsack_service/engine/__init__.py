@@ -10,12 +10,14 @@ Python (debugging, coverage).
 
 Public API:
     allocate(strategy, success_rates, budget, *, min_n, max_n, ...) -> AllocationResult
+    STRATEGIES / known_strategies(): the registry's names (one module per strategy,
+        `engine.strategies`); Limits: the checked group limits
     balance_shards(n, workers, split_groups=True) -> ShardPlan
     window_counts / last_visit_counts / window_estimate
     beta_posterior / visit_beta_posterior / concentrate_posterior / pooled_beta_prior
     value / marginal_gain / expected_value / expected_marginal_gain / beta_moment
     solve_unit_cost / solve_cost_aware (reference solvers: engine.reference, tests only)
-    EngineInputError(field) > InfeasibleBudget(low, high)
+    EngineInputError(field), and its subclass InfeasibleBudget(budget, low, high)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from knapsack_service.engine.estimators import (
     window_counts,
     window_estimate,
 )
+from knapsack_service.engine.limits import Limits
 from knapsack_service.engine.solve import (
     objective,
     solve_cost_aware,
@@ -45,6 +48,7 @@ from knapsack_service.engine.strategies import (
     AllocationResult,
     allocate,
     fallback_need,
+    known_strategies,
 )
 from knapsack_service.engine.values import (
     beta_moment,
@@ -69,6 +73,12 @@ def warm_up() -> float:
         allocate("knapsack", p, 24, min_n=2, max_n=8, method=method)
         allocate("knapsack-bayes", None, 24, min_n=2, max_n=8, posterior=post, method=method)
     allocate("knapsack", p, 20, min_n=2, max_n=8, fallback=True)
+    allocate("knapsack", p, 20, min_n=2, max_n=8, fallback=True, method="threshold")
+    fallback_need(np.array([0.25]), 8)
+    # The threshold path's refinement and its plateau exit, on inputs small enough to
+    # be instant: open_units_limit=0 forces the rounds a large batch would run.
+    for rates in (np.linspace(0.05, 0.95, 16), np.full(16, 0.5)):
+        solve_unit_cost(80, 2, 12, p=rates, method="threshold", open_units_limit=0)
     allocate("knapsack", p, 30.0, min_n=2, max_n=8, costs=costs)
     allocate("knapsack-bayes", None, 30.0, min_n=2, max_n=8, costs=costs, posterior=post)
     allocate("uniform", p, 24, min_n=2, max_n=8)
@@ -87,6 +97,7 @@ __all__ = [
     "AllocationResult",
     "EngineInputError",
     "InfeasibleBudget",
+    "Limits",
     "ShardPlan",
     "allocate",
     "balance_shards",
@@ -96,6 +107,7 @@ __all__ = [
     "expected_marginal_gain",
     "expected_value",
     "fallback_need",
+    "known_strategies",
     "last_visit_counts",
     "marginal_gain",
     "objective",

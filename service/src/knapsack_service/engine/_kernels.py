@@ -16,7 +16,7 @@ Gain modes (the `mode` argument of the solver kernels):
 Both are non-increasing in N for N >= 1, so Value is concave from N = 1 on. Value(0) =
 Value(1) = 0 (no gradient without two rollouts), which breaks concavity at N = 0: a
 prompt whose lower bound is 0 has its first two units valued at the concave envelope,
-max(gain(1) / 2, gain(2)) each (equal to gain(2) in exact arithmetic), see `_unit_gain`.
+max(gain(1) / 2, gain(2)) each (equal to gain(2) in exact arithmetic), see `unit_gain`.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def beta_moments(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
 
 
 @njit(cache=True, nogil=True)
-def _consts(mode: int, x0: float, x1: float) -> tuple[float, float, float, float, float]:
+def prompt_constants(mode: int, x0: float, x1: float) -> tuple[float, float, float, float, float]:
     # Per-prompt constants, computed once per prompt and pass: the heap and the
     # threshold paths call this same function, so their gains agree bit for bit.
     if mode == POINT:
@@ -172,7 +172,7 @@ def _gain(mode: int, c: tuple[float, float, float, float, float], n: int) -> flo
 
 
 @njit(cache=True, nogil=True)
-def _unit_gain(mode: int, c: tuple[float, float, float, float, float], lo: int, n: int) -> float:
+def unit_gain(mode: int, c: tuple[float, float, float, float, float], lo: int, n: int) -> float:
     """Gain of the unit taking a prompt from n to n + 1 rollouts (non-increasing in n)."""
     if n <= 1 and lo == 0:
         return max(0.5 * _gain(mode, c, 1), _gain(mode, c, 2))
@@ -228,10 +228,10 @@ def solve_heap(
     size = 0
     for i in range(m):
         if hi[i] > lo[i]:
-            c = _consts(mode, x0[i], x1[i])
+            c = prompt_constants(mode, x0[i], x1[i])
             for j in range(5):
                 consts[i, j] = c[j]
-            keys[size] = _unit_gain(mode, c, lo[i], lo[i])
+            keys[size] = unit_gain(mode, c, lo[i], lo[i])
             ids[size] = i
             size += 1
     for k in range(size // 2 - 1, -1, -1):
@@ -243,7 +243,7 @@ def solve_heap(
         n[i] += 1
         if n[i] < hi[i]:
             c = (consts[i, 0], consts[i, 1], consts[i, 2], consts[i, 3], consts[i, 4])
-            keys[0] = _unit_gain(mode, c, lo[i], n[i])
+            keys[0] = unit_gain(mode, c, lo[i], n[i])
         else:
             size -= 1
             keys[0] = keys[size]
@@ -299,7 +299,7 @@ def _search(
                 right = int(max(surely_below, float(left)))
     while left < right:
         mid = (left + right) // 2
-        g = _unit_gain(mode, c, lo, lo + mid)
+        g = unit_gain(mode, c, lo, lo + mid)
         if g > threshold or (not strict and g == threshold):
             left = mid + 1
         else:
@@ -331,7 +331,7 @@ def count_bracket(
     log_upper = math.log(upper) if upper > 0.0 else -np.inf
     log_lower = math.log(lower) if lower > 0.0 else -np.inf
     for i in prange(lo.size):
-        c = _consts(mode, x0[i], x1[i])
+        c = prompt_constants(mode, x0[i], x1[i])
         a = _search(mode, c, lo[i], low[i], high[i], upper, log_upper, True)
         b = _search(mode, c, lo[i], a, high[i], lower, log_lower, False)
         above[i] = a
@@ -360,9 +360,9 @@ def sample_gains(
     k = 0
     for i in range(start, lo.size, stride):
         if high[i] > low[i]:
-            c = _consts(mode, x0[i], x1[i])
+            c = prompt_constants(mode, x0[i], x1[i])
             for u in range(low[i], high[i]):
-                out[k] = _unit_gain(mode, c, lo[i], lo[i] + u)
+                out[k] = unit_gain(mode, c, lo[i], lo[i] + u)
                 k += 1
     out.sort()
     return out[::-1].copy()
@@ -394,9 +394,9 @@ def select_open_units(
     k = 0
     for i in range(lo.size):
         if high[i] > low[i]:
-            c = _consts(mode, x0[i], x1[i])
+            c = prompt_constants(mode, x0[i], x1[i])
             for u in range(low[i], high[i]):
-                gains[k] = _unit_gain(mode, c, lo[i], lo[i] + u)
+                gains[k] = unit_gain(mode, c, lo[i], lo[i] + u)
                 k += 1
     cut = -np.partition(-gains, wanted - 1)[wanted - 1]
     above = 0
@@ -427,132 +427,4 @@ def take_in_index_order(low: np.ndarray, high: np.ndarray, wanted: int) -> np.nd
         take = min(high[i] - low[i], wanted)
         n[i] += take
         wanted -= take
-    return n
-
-
-# --------------------------------------------------------------------------- cost-aware
-
-
-@njit(cache=True, nogil=True)
-def _better_ratio(r: np.ndarray, i: int, j: int) -> bool:
-    return r[i] > r[j] or (r[i] == r[j] and i < j)
-
-
-@njit(cache=True, nogil=True)
-def _sift_ratio(heap: np.ndarray, r: np.ndarray, k: int, size: int) -> None:
-    item = heap[k]
-    while True:
-        child = 2 * k + 1
-        if child >= size:
-            break
-        if child + 1 < size and _better_ratio(r, heap[child + 1], heap[child]):
-            child += 1
-        if _better_ratio(r, heap[child], item):
-            heap[k] = heap[child]
-            k = child
-        else:
-            break
-    heap[k] = item
-
-
-@njit(cache=True, nogil=True)
-def _fill_by_ratio(
-    mode: int,
-    x0: np.ndarray,
-    x1: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    costs: np.ndarray,
-    n: np.ndarray,
-    room: float,
-) -> float:
-    # Add units in gain/cost order while they fit; a prompt whose next unit does not
-    # fit is dropped for good (room only shrinks). Returns the room left.
-    m = lo.size
-    r = np.empty(m)
-    heap = np.empty(m, np.int64)
-    size = 0
-    for i in range(m):
-        if n[i] < hi[i] and costs[i] <= room:
-            g = _unit_gain(mode, _consts(mode, x0[i], x1[i]), lo[i], n[i])
-            if g > 0.0:
-                r[i] = g / costs[i]
-                heap[size] = i
-                size += 1
-    for k in range(size // 2 - 1, -1, -1):
-        _sift_ratio(heap, r, k, size)
-    while size > 0:
-        i = heap[0]
-        if costs[i] <= room:
-            n[i] += 1
-            room -= costs[i]
-            g = 0.0
-            if n[i] < hi[i]:
-                g = _unit_gain(mode, _consts(mode, x0[i], x1[i]), lo[i], n[i])
-            if g > 0.0:
-                r[i] = g / costs[i]
-            else:
-                size -= 1
-                heap[0] = heap[size]
-        else:
-            size -= 1
-            heap[0] = heap[size]
-        _sift_ratio(heap, r, 0, size)
-    return room
-
-
-@njit(cache=True, nogil=True)
-def solve_cost(
-    mode: int,
-    x0: np.ndarray,
-    x1: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    costs: np.ndarray,
-    room: float,
-    max_swaps: int,
-    candidates: int,
-) -> np.ndarray:
-    """Cost-aware allocation: ratio greedy, then 1-remove/1-add swaps and refills.
-
-    `room` is the budget left after every prompt got lo[i] units. Swap search looks
-    at the `candidates` best additions (by gain) and cheapest removals (by loss),
-    so one round is O(M + candidates^2).
-    """
-    m = lo.size
-    n = lo.copy()
-    room = _fill_by_ratio(mode, x0, x1, lo, hi, costs, n, room)
-    add_gain = np.empty(m)
-    drop_loss = np.empty(m)
-    for _ in range(max_swaps):
-        for i in range(m):
-            c = _consts(mode, x0[i], x1[i])
-            add_gain[i] = _unit_gain(mode, c, lo[i], n[i]) if n[i] < hi[i] else -1.0
-            drop_loss[i] = _unit_gain(mode, c, lo[i], n[i] - 1) if n[i] > lo[i] else np.inf
-        adds = np.argsort(-add_gain)[: min(candidates, m)]
-        drops = np.argsort(drop_loss)[: min(candidates, m)]
-        best = 0.0
-        best_add = -1
-        best_drop = -1
-        for ia in range(adds.size):
-            i = adds[ia]
-            if add_gain[i] <= best:
-                break
-            for jd in range(drops.size):
-                j = drops[jd]
-                if drop_loss[j] == np.inf or add_gain[i] - drop_loss[j] <= best:
-                    break
-                if i != j and costs[i] <= room + costs[j]:
-                    best = add_gain[i] - drop_loss[j]
-                    best_add = i
-                    best_drop = j
-                    break
-        # Relative tolerance: a swap must improve by more than rounding noise, or two
-        # equal-gain units could be swapped back and forth.
-        if best_add < 0 or best <= 1e-12 * add_gain[best_add]:
-            break
-        n[best_drop] -= 1
-        n[best_add] += 1
-        room = room + costs[best_drop] - costs[best_add]
-        room = _fill_by_ratio(mode, x0, x1, lo, hi, costs, n, room)
     return n

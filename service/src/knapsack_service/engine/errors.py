@@ -2,7 +2,7 @@
 
 ValueError
 └── EngineInputError(field)
-└── InfeasibleBudget(field="budget", low, high)
+    └── InfeasibleBudget(budget, low, high), field "budget"
 """
 
 from __future__ import annotations

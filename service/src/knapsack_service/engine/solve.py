@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from knapsack_service.engine import _kernels as k
+from knapsack_service.engine import _kernels_cost as kc
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 
 #: The heap path is used while extra_units * log2(prompts) stays below this.
@@ -97,9 +98,9 @@ def solve_unit_cost(
         budget: total rollouts; must lie in [sum(lo), sum(hi)].
         lo: per-prompt lower bounds (array or scalar).
         hi: per-prompt upper bounds (array or scalar).
-        p: point success rates (mode 1), or
+        p: point success rates (`_kernels.POINT` gains), or
         a: Beta posterior parameter a, with
-        b: Beta posterior parameter b (mode 2).
+        b: Beta posterior parameter b (`_kernels.BETA` gains).
         method: "heap", "threshold" or "auto" (heap for small batches). Both paths
             return identical allocations (same order, same tie-breaking).
         sample_size: threshold path, sampled gains per refinement round.
@@ -259,7 +260,7 @@ def solve_cost_aware(
     if base > budget:
         raise InfeasibleBudget(budget, base, math.inf, detail="cost of the lower bounds")
     swaps = 4 * m if max_swaps is None else max_swaps
-    n = k.solve_cost(mode, x0, x1, lo_arr, hi_arr, cost_arr, budget - base, swaps, candidates)
+    n = kc.solve_cost(mode, x0, x1, lo_arr, hi_arr, cost_arr, budget - base, swaps, candidates)
     # The kernel tracks the room left incrementally; should rounding have let the
     # exact sum exceed the budget by an ulp, give back the cheapest-to-lose unit.
     while float(np.dot(n, cost_arr)) > budget:

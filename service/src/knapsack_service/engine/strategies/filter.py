@@ -1,0 +1,37 @@
+"""filter: online difficulty filtering as DAPO does it, without refills.
+
+0 rollouts for p in {0, 1}, `default_n` for unseen prompts, the rest spread evenly
+over 0 < p < 1 (each within [min_n, max_n]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from knapsack_service.engine.limits import Limits
+from knapsack_service.engine.solve import objective
+from knapsack_service.engine.strategies._base import (
+    AllocationResult,
+    Problem,
+    Strategy,
+    register,
+)
+from knapsack_service.engine.strategies._checks import check_range
+from knapsack_service.engine.strategies.uniform import even_counts
+
+
+def _filter(problem: Problem, limits: Limits) -> AllocationResult:
+    rates = problem.rates
+    assert rates is not None
+    unseen = np.isnan(rates)
+    middle = ~unseen & (rates > 0.0) & (rates < 1.0)
+    fixed = int(unseen.sum()) * limits.default_n
+    mid = int(middle.sum())
+    check_range(problem.budget, fixed + mid * limits.min_n, fixed + mid * limits.max_n)
+    n = np.zeros(rates.size, np.int64)
+    n[unseen] = limits.default_n
+    n[middle] = even_counts(int(problem.budget) - fixed, mid)
+    return AllocationResult(n=n, value=objective(n, p=rates))
+
+
+FILTER = register(Strategy(name="filter", solve=_filter, needs="rates"))
