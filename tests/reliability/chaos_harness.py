@@ -17,6 +17,10 @@ bounded chaos loop cycles through the fault kinds:
   what Redis already wrote to the kernel; a power cut loses what was not fsynced,
   which everysec bounds at about a second.
 
+With `ranks > 1` each trainer is several rank processes that ask for every step's
+plan on their own and report their own slices; every two answers for one step that
+were not degraded must be the same plan (one plan per step, issue 14).
+
 At the end everything is healed, the trainers drain their journals, and the
 totals in Redis (per prompt through the service's lookup, per report from the
 run's applied report ids) are compared with the ground truth the trainers
@@ -85,6 +89,7 @@ class ChaosConfig:
     step_sleep: float = 0.02
     power_loss: bool = False  # add the emulated host crash (everysec only)
     workdir: str | None = None
+    ranks: int = 1  # rank processes per trainer, each asking for the step's plan
 
 
 @dataclass
@@ -126,6 +131,9 @@ class ScenarioResult:
     counters: dict[str, int]
     timeline: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    plan_steps_checked: int = 0  # (trainer, step) pairs answered to two ranks or more
+    plan_disagreements: int = 0  # of those, steps whose non-degraded answers differed
+    plan_degraded_answers: int = 0  # rank answers that were degraded (not compared)
 
     @property
     def consistent(self) -> bool:
@@ -137,6 +145,7 @@ class ScenarioResult:
             and self.unexpected_reports == 0
             and self.failed_steps == 0
             and self.pending_at_end == 0
+            and self.plan_disagreements == 0
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,22 +218,27 @@ class Cluster:
             service.start()
         urls = tuple(service.url for service in self.services)
         self.end_time = time.time() + self.config.seconds
+        ranks = self.config.ranks
         for index in range(self.config.trainers):
-            trainer_dir = self.directory / f"trainer-{index}"
-            trainer_dir.mkdir(parents=True, exist_ok=True)
-            config = TrainerConfig(
-                urls=urls if index % 2 == 0 else urls[::-1],
-                run_id=RUN_ID,
-                worker=f"trainer-{index}",
-                index=index,
-                seed=self.config.seed,
-                directory=str(trainer_dir),
-                end_time=self.end_time,
-                step_sleep=self.config.step_sleep,
-            )
-            trainer = TrainerProcess(config, self.directory / f"trainer-{index}.log")
-            self.trainers.append(trainer)
-            trainer.start()
+            for rank in range(ranks):
+                name = f"trainer-{index}" if ranks == 1 else f"trainer-{index}-rank{rank}"
+                trainer_dir = self.directory / name
+                trainer_dir.mkdir(parents=True, exist_ok=True)
+                config = TrainerConfig(
+                    urls=urls if (index + rank) % 2 == 0 else urls[::-1],
+                    run_id=RUN_ID,
+                    worker=name,
+                    index=index,
+                    seed=self.config.seed,
+                    directory=str(trainer_dir),
+                    end_time=self.end_time,
+                    step_sleep=self.config.step_sleep,
+                    ranks=ranks,
+                    rank=rank,
+                )
+                trainer = TrainerProcess(config, self.directory / f"{name}.log")
+                self.trainers.append(trainer)
+                trainer.start()
 
     def heal(self) -> None:
         """Every process up again (after the chaos loop or a failed fault)."""
@@ -430,6 +444,7 @@ def verify(cluster: Cluster, loop: ChaosLoop) -> ScenarioResult:
         notes.append(
             f"meta.rollouts={counters.get('rollouts')} but prompts hold {sum(observed.values())}"
         )
+    checked, disagreements, degraded_plans = _plan_agreement(cluster)
     return ScenarioResult(
         fsync=config.fsync,
         seconds=config.seconds,
@@ -459,7 +474,29 @@ def verify(cluster: Cluster, loop: ChaosLoop) -> ScenarioResult:
             for f in loop.faults
         ],
         notes=notes,
+        plan_steps_checked=checked,
+        plan_disagreements=disagreements,
+        plan_degraded_answers=degraded_plans,
     )
+
+
+def _plan_agreement(cluster: Cluster) -> tuple[int, int, int]:
+    """Steps answered to two ranks or more, those whose non-degraded plans differ, degraded."""
+    digests: dict[tuple[int, int], set[str]] = {}
+    answers: Counter[tuple[int, int]] = Counter()
+    degraded = 0
+    for trainer in cluster.trainers:
+        for event in read_lines(Path(trainer.config.directory) / STEPS_FILE):
+            if event.get("event") != "plan":
+                continue
+            if event["degraded"]:
+                degraded += 1
+                continue
+            key = (trainer.config.index, int(event["step"]))
+            digests.setdefault(key, set()).add(event["digest"])
+            answers[key] += 1
+    checked = [key for key, count in answers.items() if count > 1]
+    return len(checked), sum(len(digests[key]) > 1 for key in checked), degraded
 
 
 def _prompt_ids(config: TrainerConfig) -> list[str]:

@@ -17,6 +17,11 @@ started again:
 - **Never fail a step because of an outage.** allocate() degrades to uniform;
   a report the service cannot take (ServiceUnavailable) stays in the journal
   and is resent after the service answers again.
+- **Data-parallel ranks.** With `ranks > 1`, several processes are the ranks of
+  one trainer: each asks the service for the step's plan on its own, at its own
+  pace (a rank may ask after another rank reported the step), logs the plan's
+  digest (`plan` events), and reports only its slice of the prompts. One plan per
+  step (`knapsack_service.step_plans`) must give them all the same answer.
 - **Both services.** `FailoverTransport` alternates the two URLs per request and
   moves to the other one when a connection is refused (nothing was sent, so
   moving is always safe); the client itself stays single-URL and unchanged.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -73,6 +79,8 @@ class TrainerConfig:
     step_sleep: float = 0.02  # the "rollout" time of a step
     startup_seconds: float = 60.0  # longest wait for a service at start-up
     drain_seconds: float = 60.0  # longest wait to deliver the journal at the end
+    ranks: int = 1  # processes sharing this trainer's batches (data-parallel ranks)
+    rank: int = 0
 
     def to_json(self) -> str:
         """The config as one JSON argument."""
@@ -274,9 +282,26 @@ class ChaosTrainer:
         ids = [self.prompts.prompt_ids[i] for i in index]
         allocation = self.allocator.allocate(step, ids, self.budget)
         allocated = time.monotonic()
-        time.sleep(self.config.step_sleep)  # the rollouts
         trials = np.asarray(allocation.trials, dtype=np.int64)
+        if self.config.ranks > 1:
+            append_line(
+                self.directory / STEPS_FILE,
+                {
+                    "event": "plan",
+                    "step": step,
+                    "digest": hashlib.sha256(trials.tobytes()).hexdigest(),
+                    "degraded": bool(allocation.degraded),
+                },
+                sync=False,
+            )
+        time.sleep(self.config.step_sleep)  # the rollouts
         successes = self.outcome_rng(step).binomial(trials, self.model.success_rates(index))
+        # This rank's slice of the batch (every prompt with one rank): its rollouts,
+        # its report, its update; the other ranks' prompts count as not rolled out,
+        # exactly as `_replay_update` rebuilds them from the ground truth.
+        others = np.arange(len(index)) % self.config.ranks != self.config.rank
+        trials = np.where(others, 0, trials)
+        successes = np.where(others, 0, successes)
         self.model.grpo_step(index, successes, trials)
         results = [
             [prompt, int(k), int(n)]

@@ -1,6 +1,7 @@
 """A short chaos run: every fault kind at least once, and every outcome counted exactly once.
 
-Two trainer processes, two `knapsack-service serve` processes and one
+Two trainers of two rank processes each (every rank asks for each step's plan on its
+own, and all must get the same one), two `knapsack-service serve` processes and one
 redis-server with `appendfsync always`, for about 30 seconds, while the chaos
 loop SIGKILLs a service, SIGKILLs Redis, SIGSTOPs Redis past the service's
 timeout and SIGKILLs a trainer mid-report (`chaos_harness.py`; the full run is
@@ -28,6 +29,7 @@ def test_chaos_always_counts_every_outcome_once(tmp_path: Path) -> None:
         seconds=30.0,
         fsync="always",
         trainers=2,
+        ranks=2,
         seed=1,
         gap_seconds=(0.2, 0.5),
         workdir=str(tmp_path),
@@ -47,3 +49,5 @@ def test_chaos_always_counts_every_outcome_once(tmp_path: Path) -> None:
     assert result.counters["reports"] == result.reports, summary
     assert result.counters["rollouts"] == result.outcomes, summary
     assert result.notes == [], summary
+    assert result.plan_steps_checked > 0, summary
+    assert result.plan_disagreements == 0, summary

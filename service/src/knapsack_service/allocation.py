@@ -52,6 +52,7 @@ from knapsack_service.engine import (
 )
 from knapsack_service.runs import check_count, settings_from_store
 from knapsack_service.state import ServiceState
+from knapsack_service.step_plans import keep_plan
 from knapsack_service.store import PromptBatch, RunNotFound, StoreUnavailable
 
 logger = logging.getLogger("knapsack_service.allocation")
@@ -272,34 +273,62 @@ def degraded_plan(settings: RunSettings, request: AllocationRequest) -> SolveReq
     )
 
 
-async def allocate(state: ServiceState, run_id: str, request: AllocationRequest) -> bytes:
-    """Group size per prompt for this step, from the run's statistics."""
+async def allocate(state: ServiceState, run_id: str, request: AllocationRequest) -> Answer:
+    """Group size per prompt for this step: the step's kept plan, or a new one.
+
+    The answer is computed from the run's statistics, then offered as the step's
+    plan (`step_plans.keep_plan`); a plan kept earlier for the same request wins, so
+    every rank, retry and replay of the step gets the same bytes. A step's plan is
+    counted in the metrics and the summary once, when it is made.
+    """
     size = len(request.prompts)
     check_count("prompts", size, state.settings.max_prompts)
     try:
         raw_settings, batch = await state.store.read_batch(run_id, request.prompts)
     except StoreUnavailable as exc:
-        return await _degraded(state, run_id, request, exc)
+        return await _degraded(state, run_id, request, exc, "read_batch")
     settings = settings_from_store(state.known_runs, run_id, raw_settings)
     estimates = await _off_loop_if_large(size, estimate, settings, batch, request.step)
     plan = run_plan(settings, request)
     bayes = plan.strategy == "knapsack-bayes"
     posterior = estimates.posterior if bayes else None
     solution = await _run_engine(state, plan, size, estimates.p_hat, posterior)
-    _count_allocation(state, plan.strategy, solution.n, estimates.p_hat, degraded=False)
-    _record_in_summary(state, run_id, request.step, solution.n, estimates.p_hat)
-    return await _off_loop_if_large(
+    body = await _off_loop_if_large(
         size, _allocation_json, request, plan, solution, estimates.p_hat, None
     )
+    try:
+        kept = await keep_plan(state.store, run_id, request, body)
+    except StoreUnavailable as exc:  # an answer no other rank could get: degrade
+        return await _degraded(state, run_id, request, exc, "claim_plan")
+    if kept.created:
+        _count_allocation(state, plan.strategy, solution.n, estimates.p_hat, degraded=False)
+        _record_in_summary(state, run_id, request.step, solution.n, estimates.p_hat)
+    return Answer(kept.body, "created" if kept.created else "replayed")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An allocation's JSON and how it relates to the step's plan.
+
+    `plan` is `created` (this call made the step's plan), `replayed` (a plan kept
+    for the same request) or `degraded` (a uniform answer, never kept).
+    """
+
+    body: bytes
+    plan: str
 
 
 async def _degraded(
-    state: ServiceState, run_id: str, request: AllocationRequest, error: StoreUnavailable
-) -> bytes:
+    state: ServiceState,
+    run_id: str,
+    request: AllocationRequest,
+    error: StoreUnavailable,
+    operation: str,
+) -> Answer:
     settings = state.known_runs.get(run_id)
     if settings is None:
         raise error  # a run never served here: its limits are unknown, so 503
-    record_store_error(state, "read_batch", error)
+    record_store_error(state, operation, error)
     plan = degraded_plan(settings, request)
     size = len(request.prompts)
     solution = await _run_engine(state, plan, size, np.full(size, np.nan), None)
@@ -307,7 +336,7 @@ async def _degraded(
     state.metrics.degraded.labels("store_unavailable").inc()
     _count_allocation(state, "uniform", solution.n, p_hat, degraded=True)
     reason = f"store unavailable: {error!r}"
-    return _allocation_json(request, plan, solution, p_hat, reason)
+    return Answer(_allocation_json(request, plan, solution, p_hat, reason), "degraded")
 
 
 def _allocation_json(

@@ -31,3 +31,8 @@ STORE_ERRORS: Responses = {
     **RUN_ERRORS,
     503: _error("Statistics store unavailable; the same request may be retried after Retry-After"),
 }
+#: Allocations add 409 `plan_conflict` (one plan per step, `step_plans.py`).
+ALLOCATION_ERRORS: Responses = {
+    **STORE_ERRORS,
+    409: _error("plan_conflict: the step's prompts were planned for other request fields"),
+}

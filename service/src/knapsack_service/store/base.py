@@ -198,6 +198,20 @@ class PromptBatch:
         return int(self.seen.shape[0])
 
 
+@dataclass(frozen=True)
+class PlanClaim:
+    """What `Store.claim_plan` did.
+
+    Attributes:
+        created: This call's plan was kept (no plan was kept under the key before).
+        plan: The plan kept under the key: this call's, or the earlier one, byte for byte.
+
+    """
+
+    created: bool
+    plan: bytes
+
+
 @runtime_checkable
 class Store(Protocol):
     """Per-run settings and per-prompt success statistics (Redis or memory).
@@ -238,6 +252,16 @@ class Store(Protocol):
         """Count an allocation in the step summary (budget and difficulty histograms)."""
         ...
 
+    async def claim_plan(self, run_id: str, key: str, plan: bytes) -> PlanClaim:
+        """Keep `plan` under `key` unless a plan is kept there already (first one wins).
+
+        One atomic step, so ranks asking at the same moment all end up with the same
+        plan. The bytes are opaque to the store (`knapsack_service.step_plans` writes
+        them); a plan expires with the run's retention window, as report ids do, and
+        goes with `delete_run`.
+        """
+        ...
+
     async def read_counters(self, run_id: str) -> dict[str, int | None]:
         """The run's counters (keys of `RunCounters`; `last_step` None if no report)."""
         ...
@@ -261,6 +285,7 @@ __all__ = [
     "REPORT_ID_RETENTION_SECONDS",
     "ApplyResult",
     "GroupOutcome",
+    "PlanClaim",
     "PromptBatch",
     "ReportToApply",
     "Store",

@@ -80,6 +80,16 @@ class RunKeys:
         return self.prefix + "acks"
 
     @property
+    def plans(self) -> str:
+        """Plan key -> encoded plan of a step (hash; `knapsack_service.step_plans`)."""
+        return self.prefix + "plans"
+
+    @property
+    def plan_times(self) -> str:
+        """Plan keys scored by the unix time they were kept (sorted set, for expiry)."""
+        return self.prefix + "plan_t"
+
+    @property
     def summary_prefix(self) -> str:
         """Prefix of the per-step summary hashes."""
         return self.prefix + "s:"

@@ -25,6 +25,7 @@ from knapsack_service.store.base import (
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
+    PlanClaim,
     PromptBatch,
     ReportToApply,
 )
@@ -66,6 +67,8 @@ class _Run:
     #: at or below it are refused (`ReportExpired`), since a replay of a forgotten
     #: report could no longer be told from a new one.
     closed_step: int = -1
+    # plan key -> (unix time kept, plan), oldest first: expiry pops from the front.
+    plans: OrderedDict[str, tuple[float, bytes]] = field(default_factory=OrderedDict)
 
     def forget_report_ids_before(self, horizon: float) -> None:
         """Drop report ids applied before `horizon`, oldest first."""
@@ -181,6 +184,20 @@ class MemoryStore:
             run = self._run(run_id)
             run.counters["allocations"] += 1
             run.steps.setdefault(int(step), Counter()).update(increments)
+
+    async def claim_plan(self, run_id: str, key: str, plan: bytes) -> PlanClaim:
+        """Keep `plan` under `key` unless one is kept already (first one wins)."""
+        with self._lock:
+            run = self._run(run_id)
+            now = time.time()
+            plans = run.plans
+            while plans and next(iter(plans.values()))[0] < now - self._retention:
+                plans.popitem(last=False)
+            kept = plans.get(key)
+            if kept is not None:
+                return PlanClaim(created=False, plan=kept[1])
+            plans[key] = (now, bytes(plan))
+            return PlanClaim(created=True, plan=plan)
 
     async def read_counters(self, run_id: str) -> dict[str, int | None]:
         """The run's counters; raises `RunNotFound` for a missing run."""

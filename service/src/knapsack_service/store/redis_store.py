@@ -11,6 +11,8 @@ Layout of one run (every key carries the run's hash tag, see `keys.py`):
 | `krl:{r}:s:<step>`   | hash       | per-step summary counters                        |
 | `krl:{r}:rids`       | sorted set | applied report ids, score = unix seconds         |
 | `krl:{r}:acks`       | hash       | report id -> digest, accepted count, step        |
+| `krl:{r}:plans`      | hash       | plan key -> a step's kept plan (`step_plans.py`) |
+| `krl:{r}:plan_t`     | sorted set | plan keys, score = unix seconds they were kept   |
 | `krl:runs`           | set        | every run id (outside the runs' slots)           |
 
 On a Redis Cluster every script and every multi-key command names only keys of one
@@ -46,6 +48,7 @@ from knapsack_service.store.base import (
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
+    PlanClaim,
     PromptBatch,
     ReportToApply,
 )
@@ -333,6 +336,7 @@ class RedisStore:
         self._allocation_script = client.register_script(_load_script("record_allocation.lua"))
         self._summary_script = client.register_script(_load_script("read_summary.lua"))
         self._delete_script = client.register_script(_load_script("delete_run.lua"))
+        self._plan_script = client.register_script(_load_script("claim_plan.lua"))
 
     @classmethod
     def from_url(
@@ -471,6 +475,18 @@ class RedisStore:
                 keys=[keys.settings, keys.meta, keys.steps, keys.summary(step)], args=args
             )
 
+    async def claim_plan(self, run_id: str, key: str, plan: bytes) -> PlanClaim:
+        """Keep `plan` under `key` unless one is kept already (`lua/claim_plan.lua`)."""
+        keys = RunKeys(run_id)
+        with _translated(run_id):
+            reply = await self._plan_script(
+                keys=[keys.settings, keys.plans, keys.plan_times],
+                args=[_encode(key), plan, str(self._retention)],
+            )
+        if int(reply[0]):
+            return PlanClaim(created=True, plan=plan)
+        return PlanClaim(created=False, plan=bytes(reply[1]))
+
     async def read_counters(self, run_id: str) -> dict[str, int | None]:
         """The run's counters; raises `RunNotFound` for a missing run."""
         keys = RunKeys(run_id)
@@ -512,7 +528,9 @@ class RedisStore:
         """Remove every key of the run (and only those); True if anything existed."""
         keys = RunKeys(run_id)
         with _translated(run_id, write=True):
-            removed = await self._delete_script(keys=list(keys.fixed()), args=[keys.summary_prefix])
+            removed = await self._delete_script(
+                keys=[*keys.fixed(), keys.plans, keys.plan_times], args=[keys.summary_prefix]
+            )
             listed = await self._client.srem(RUNS_KEY, _encode(run_id))
         return bool(removed) or bool(listed)
 

@@ -28,7 +28,8 @@ from knapsack_client import (
 )
 from knapsack_service import allocation, reporting, runs
 from knapsack_service.api.deps import RunIdDep, StateDep
-from knapsack_service.api.responses import STORE_ERRORS
+from knapsack_service.api.responses import ALLOCATION_ERRORS, STORE_ERRORS
+from knapsack_service.step_plans import PLAN_HEADER
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -63,10 +64,17 @@ async def delete_run(run_id: RunIdDep, state: StateDep) -> dict[str, Any]:
     return {"run_id": run_id, "deleted": True}
 
 
-@router.post("/{run_id}/allocations", response_model=AllocationResponse, responses=STORE_ERRORS)
+@router.post(
+    "/{run_id}/allocations", response_model=AllocationResponse, responses=ALLOCATION_ERRORS
+)
 async def allocate(run_id: RunIdDep, request: AllocationRequest, state: StateDep) -> Response:
-    """Group size per prompt for this step, from the run's statistics."""
-    return Response(await allocation.allocate(state, run_id, request), media_type=JSON)
+    """Group size per prompt for this step, from the run's statistics.
+
+    The first answer for a step's prompts is kept and served again to every call
+    with the same request (ranks, retries, replays); see `step_plans.py`.
+    """
+    answer = await allocation.allocate(state, run_id, request)
+    return Response(answer.body, media_type=JSON, headers={PLAN_HEADER: answer.plan})
 
 
 @router.post("/{run_id}/outcomes", response_model=OutcomeAck, responses=STORE_ERRORS)
