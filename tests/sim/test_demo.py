@@ -52,7 +52,7 @@ def test_demo_writes_every_output(demo_dir: Path) -> None:
     for figure in figures:
         assert f"]({figure})" in report
     assert "| knapsack |" in report and "| knapsack [sqrt] |" in report
-    assert "What knapsack's success gain depends on" in report
+    assert "What the success gain depends on" in report
     assert "cf. paper Fig. 7" in report and "what was assumed" in report
 
     with (demo_dir / "metrics.csv").open() as handle:

@@ -17,16 +17,21 @@ from knapsack_trainer.sim import metrics
 ASSUMPTIONS: dict[str, str] = {
     "dapo": (
         "DAPO (verl's DAPO recipe, `filter_groups`): one generation batch per step (the step's "
-        "256 prompts x 8 rollouts), all-agree groups dropped, kept groups pooled until 256 are "
-        "ready, then one GRPO step on exactly 256 (extras dropped, as the recipe truncates). "
+        "prompts x 8 rollouts), all-agree groups dropped, kept groups pooled until a batch is "
+        "full, then one GRPO step on exactly a batch (extras dropped, as the recipe truncates). "
         "Assumed: after 10 generation batches a partial batch is learnt from; the last step "
         "learns from what is pending. The effective ratio counts every rollout generated, "
-        "dropped groups included."
+        "dropped groups included. In this model a step moves the shared skills by the "
+        "batch's mean signal, so pooling mixed groups into fewer, fuller steps moves them "
+        "about as far as spreading the same groups over more steps; at equal rollouts DAPO "
+        "then loses the groups it drops and learns from groups up to a few steps old. What "
+        "DAPO buys a real trainer (steadier batch statistics, no all-zero-advantage tokens "
+        "in the loss normaliser) is not modelled."
     ),
     "mopps": (
-        "MoPPS (arXiv 2507.04632): Beta(1, 1) prior per prompt; each step 4 x 256 candidates "
+        "MoPPS (arXiv 2507.04632): Beta(1, 1) prior per prompt; each step 4 x batch candidates "
         "are drawn, a success rate is sampled from each posterior (Thompson sampling) and the "
-        "256 closest to 0.5 are trained on with 8 rollouts each; a trained prompt's posterior "
+        "batch closest to 0.5 are trained on with 8 rollouts each; a trained prompt's posterior "
         "becomes lam a + (1 - lam) a0 + k, lam b + (1 - lam) b0 + n - k. Assumed (not in the "
         "text we could read): lam = 0.5, candidate ratio 4."
     ),
@@ -59,12 +64,16 @@ def _fmt(value: float) -> str:
     return f"{value:+.3f}"
 
 
+#: Strategies whose groups exceed 8 rollouts, compared under each returns option.
+LARGE_GROUP_STRATEGIES = ("knapsack", "knapsack-bayes", "coba")
+
+
 def returns_section(summary: dict[str, Any]) -> list[str]:
-    """What knapsack's gain over uniform is under each returns option, said plainly."""
+    """What each large-group strategy gains over uniform under each returns option, plainly."""
     found = summary["strategies"]
     rows = []
     for entry in found.values():
-        if entry["strategy"] != "knapsack":
+        if entry["strategy"] not in LARGE_GROUP_STRATEGIES:
             continue
         uniform = uniform_baseline(found, entry)
         if uniform is None:
@@ -75,42 +84,49 @@ def returns_section(summary: dict[str, Any]) -> list[str]:
         held = np.subtract(
             entry["final_heldout_success_by_seed"], uniform["final_heldout_success_by_seed"]
         )
-        rows.append((entry["returns"], gains, held, entry, uniform))
+        rows.append((entry["strategy"], entry["returns"], gains, held, entry, uniform))
     if not rows:
         return []
     lines = [
-        "## What knapsack's success gain depends on",
+        "## What the success gain depends on",
         "",
         "The simulator must assume how far a group of n rollouts moves its prompt "
         "(`returns`): linear (n * std, the exact gradient of the logistic model), sqrt "
         "(sqrt(8 n) * std) or capped (min(n, 16) * std). All three agree for groups of 8, "
         "so uniform (all groups of 8) is the same run under each; only large groups differ.",
         "",
-        "| returns | knapsack - uniform, final success (per seed) | held-out | "
-        "eff. ratio knapsack / uniform |",
-        "|---|---|---|---|",
+        "| strategy | returns | minus uniform, final success (per seed) | held-out | "
+        "eff. ratio / uniform's | max group |",
+        "|---|---|---|---|---|---|",
     ]
-    for returns, gains, held, entry, uniform in rows:
+    rows.sort(key=lambda row: (LARGE_GROUP_STRATEGIES.index(row[0]), row[1] != "linear"))
+    for name, returns, gains, held, entry, uniform in rows:
         per_seed = ", ".join(_fmt(g) for g in gains)
         lines.append(
-            f"| {returns} | {_fmt(float(gains.mean()))} ({per_seed}) | "
+            f"| {name} | {returns} | {_fmt(float(gains.mean()))} ({per_seed}) | "
             f"{_fmt(float(held.mean()))} | {entry['mean_effective_ratio']:.3f} / "
-            f"{uniform['mean_effective_ratio']:.3f} |"
+            f"{uniform['mean_effective_ratio']:.3f} | {entry['max_group']} |"
         )
-    by_returns = {r: float(g.mean()) for r, g, *_ in rows}
     lines.append("")
-    if "linear" in by_returns and len(by_returns) > 1:
-        others = {r: g for r, g in by_returns.items() if r != "linear"}
-        smallest = min(others, key=others.get)  # type: ignore[arg-type]
+    for name in LARGE_GROUP_STRATEGIES:
+        gain = {r: float(g.mean()) for n, r, g, *_ in rows if n == name}
+        if "linear" not in gain or len(gain) < 2:
+            continue
+        worst = min((r for r in gain if r != "linear"), key=gain.__getitem__)
         lines.append(
-            f"In plain words: the effective-gradient ratio is a property of the allocation "
-            f"and holds under every returns option, but the success it buys is not. Knapsack "
-            f"gains {_fmt(by_returns['linear'])} over uniform when a large group's update grows "
-            f"linearly with its size, and {_fmt(others[smallest])} under {smallest} returns. "
-            f"The gain depends on how much an LLM's update on one prompt grows with that "
-            f"prompt's rollouts, which this simulator assumes and cannot measure."
+            f"- {name}: {_fmt(gain['linear'])} over uniform with linear returns, "
+            f"{_fmt(gain[worst])} with {worst} returns."
         )
-        lines.append("")
+    lines += [
+        "",
+        "In plain words: the effective-gradient ratio is a property of the allocation and "
+        "holds under every returns option; the success it buys is not. How much a strategy "
+        "that gives some prompts 60-128 rollouts gains depends on how far an LLM's update on "
+        "one prompt grows with that prompt's rollouts, which this simulator assumes and "
+        "cannot measure. The strategy with the largest groups gains most under linear "
+        "returns and loses most under diminishing ones.",
+        "",
+    ]
     return lines
 
 

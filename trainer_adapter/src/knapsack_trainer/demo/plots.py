@@ -253,6 +253,12 @@ def success_curves(runs: Runs, path: Path, default_returns: str = "linear") -> N
             ls=style,
             label=f"{name} ({returns or default_returns})",
         )
+    if "uniform" in _names(runs):
+        right.plot(
+            _series(runs, "uniform", "mean_success").mean(axis=0),
+            color=_color("uniform"),
+            label="uniform (any returns: groups of 8)",
+        )
     right.set(xlabel="step", ylabel="mean true success (training prompts)")
     right.set_title("Under each returns option (how a group's update grows with n)")
     right.legend(fontsize=7)
