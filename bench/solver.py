@@ -4,6 +4,7 @@
     python bench/solver.py --json     # one JSON line per case
     python bench/solver.py --quick    # skip the slowest reference DP (1024 / 8192)
     python bench/solver.py --paper-ab # only the paper batch: one-call path vs general path
+    python bench/solver.py --parity   # only fallback=True against the paper code's rule
 
 Both solvers run in this process on the same inputs (numba kernels, compiled first;
 the compile / cache-load time is reported on its own line). Small cases report the
@@ -29,7 +30,12 @@ from knapsack_service.engine import (
     warm_up,
 )
 from knapsack_service.engine.limits import Limits
-from knapsack_service.engine.reference import solve_reference_cost_dp, solve_reference_dp
+from knapsack_service.engine.reference import (
+    OfficialFailure,
+    official_knapsack,
+    solve_reference_cost_dp,
+    solve_reference_dp,
+)
 from knapsack_service.engine.strategies import knapsack
 
 MIN_N, MAX_N = 2, 128
@@ -179,6 +185,72 @@ def cost_cases() -> list[dict]:
     return rows
 
 
+PARITY_CASES = [(64, 1000), (256, 40)]  # (prompts, batches), budget 8 per prompt
+
+
+def parity_cases() -> list[dict]:
+    """`knapsack` with fallback=True against `reference.official_knapsack`.
+
+    Batches of 16-outcome estimates (true p ~ Beta(0.6, 0.6), about 10% unseen),
+    N in [2, 128], default_n 8, positive_n = negative_n = 2, budget 8 per prompt.
+    The ratio is our objective over the paper code's answer (its DP scores a prompt
+    left at min_n as 0); "exact" counts batches where ours equals the paper's rule
+    scored with the true objective. Batches where the paper's code exceeds max_n
+    (surplus to few p = 0 prompts, uncapped) are counted apart: ours is capped there.
+    """
+    rows = []
+    rng = np.random.default_rng(11)
+    limits = {"min_n": MIN_N, "max_n": MAX_N, "default_n": 8, "positive_n": 2, "negative_n": 2}
+    for m, batches in PARITY_CASES:
+        ratios, exact, unsafe, failed = [], 0, 0, 0
+        for _ in range(batches):
+            rates = rng.binomial(16, rng.beta(0.6, 0.6, m)) / 16.0
+            rates[rng.random(m) < 0.1] = np.nan
+            budget = 8 * m
+            ours = allocate("knapsack", rates, budget, fallback=True, **limits)
+            try:
+                paper = official_knapsack(rates, budget, **limits)
+                paper_true = official_knapsack(rates, budget, scoring="true", **limits)
+            except OfficialFailure:
+                failed += 1
+                continue
+            if paper.max() > MAX_N:
+                unsafe += 1
+                continue
+            paper_value = objective(paper, p=rates)
+            exact += abs(ours.value - objective(paper_true, p=rates)) <= 1e-12 * ours.value
+            if paper_value > 0:
+                ratios.append(ours.value / paper_value)
+        rows.append(
+            {
+                "case": f"parity M={m} budget={8 * m}",
+                "batches": batches,
+                "compared": len(ratios),
+                "exact": exact,
+                "unsafe": unsafe,
+                "failed": failed,
+                "mean_ratio": float(np.mean(ratios)),
+                "min_ratio": float(np.min(ratios)),
+                "max_ratio": float(np.max(ratios)),
+            }
+        )
+    return rows
+
+
+def _print_parity(rows: list[dict]) -> None:
+    print(
+        "| fallback parity | batches | compared | equal to the rule (true scoring) "
+        "| paper code > max_n | paper code fails | ours / paper: mean | min | max |"
+    )
+    print("|" + "---|" * 9)
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['batches']} | {r['compared']} | {r['exact']} | {r['unsafe']} "
+            f"| {r['failed']} | {r['mean_ratio']:.5f} | {r['min_ratio']:.5f} "
+            f"| {r['max_ratio']:.5f} |"
+        )
+
+
 def _fmt(x: float | None, unit: float = 1e3, digits: int = 3) -> str:
     return "-" if x is None else f"{x * unit:.{digits}f}"
 
@@ -188,6 +260,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per case")
     parser.add_argument("--quick", action="store_true", help="skip the 1024/8192 reference DP")
     parser.add_argument("--paper-ab", action="store_true", help="only the paper batch A/B")
+    parser.add_argument("--parity", action="store_true", help="only the fallback parity")
     args = parser.parse_args()
 
     compile_seconds = warm_up()
@@ -203,8 +276,17 @@ def main() -> None:
                     f"load {row['load_average']}"
                 )
         return
+    if args.parity:
+        parity = parity_cases()
+        if args.json:
+            for row in parity:
+                print(json.dumps(row))
+        else:
+            _print_parity(parity)
+        return
     units = unit_cost_cases(args.quick)
     costs = cost_cases()
+    parity = parity_cases()
     if args.json:
         print(
             json.dumps(
@@ -215,7 +297,7 @@ def main() -> None:
                 }
             )
         )
-        for row in units + costs:
+        for row in units + costs + parity:
             print(json.dumps(row))
         return
     print(
@@ -249,6 +331,9 @@ def main() -> None:
             f"| {r['mean_gap'] * 100:.3f}% | {_fmt(r['fast_seconds'])} "
             f"| {_fmt(r['reference_seconds'], digits=1)} |"
         )
+
+    print()
+    _print_parity(parity)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ knapsack over the 0 < p < 1 prompts may spend and where the rest goes. What is l
 one unit-cost solve over those prompts with bounds [min_n, max_n]: `knapsack_small`
 runs it with the heap inside the same numba call (the paper's batch: tens of
 microseconds, where a dozen numpy calls would cost as much again), and
-`strategies.py` runs it with `solve_unit_cost` for batches large enough to need the
-threshold path. Both read the same plan, so their allocations are the same.
+`strategies/knapsack.py` runs it with `solve_unit_cost` for batches large enough to
+need the threshold path. Both read the same plan, so their allocations are the same.
 
 The fallback is the paper code's rule (`sampling_budget_by_knapsack` in
 liziniu/KnapsackRL, `verl/trainer/ppo/exploration_utils.py`), reproduced as written:
