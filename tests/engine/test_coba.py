@@ -8,14 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from knapsack_service.engine.coba import (
+from knapsack_client import RunSettings
+from knapsack_service.engine import allocate
+from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
+from knapsack_service.engine.strategies.coba import (
     CobaParams,
     capability_shape,
     coba_allocate,
     coba_value,
     temperature,
 )
-from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 
 
 def reference(rates: list[float | None], budget: int, failure_rate: float) -> list[int]:
@@ -160,3 +162,20 @@ def test_bad_inputs_name_their_field() -> None:
     assert bad_budget.value.field == "budget"
     with pytest.raises(InfeasibleBudget):
         coba_allocate(np.array([0.5, 0.5]), 257, 0.5)
+
+
+def test_coba_is_a_registered_strategy_with_the_batch_as_its_capability() -> None:
+    rates = np.array([0.0, 0.3, 0.5, 0.9, np.nan, 1.0])
+    served = allocate("coba", rates, 48, min_n=2, max_n=128)
+    failure = 1.0 - float(np.nanmean(rates))
+    assert served.n.tolist() == coba_allocate(rates, 48, failure).tolist()
+    assert served.value > 0.0
+    # The run's limits are CoBA's n_low and n_up; below M * min_n is infeasible.
+    capped = allocate("coba", rates, 48, min_n=1, max_n=9)
+    assert capped.n.max() <= 9 and capped.n.sum() == 48
+    with pytest.raises(InfeasibleBudget):
+        allocate("coba", rates, 11, min_n=2, max_n=128)
+    with pytest.raises(EngineInputError) as info:
+        allocate("coba", rates, 48, min_n=2, max_n=128, costs=np.ones(6))
+    assert info.value.field == "costs"
+    assert RunSettings(strategy="coba").strategy == "coba"

@@ -94,6 +94,16 @@ def test_filter_spends_what_it_can_when_the_budget_exceeds_max_n_per_prompt() ->
     assert max(m.max_group for m in result.steps) == 128
 
 
+def test_coba_served_over_http_spends_the_budget_and_grows_large_groups() -> None:
+    with embedded_client() as client:
+        result = _run(client, "coba", "coba-service", seed=0)
+        info = client.get_run("coba")
+    assert info.settings.strategy == "coba"
+    assert all(m.rollouts == SMALL.base_budget for m in result.steps)
+    assert result.steps[0].max_group == 8  # nothing seen: CoBA spreads evenly
+    assert max(m.max_group for m in result.steps) > 16
+
+
 def test_a_policy_that_promises_the_budget_is_held_to_it() -> None:
     # The old filter rule spends less than its budget; run as if it promised equal
     # spend, the runner refuses the step instead of comparing unequal rollouts.

@@ -23,7 +23,7 @@ runner checks it), so every strategy of the demo compares at equal rollouts.
   b <- lam b + (1 - lam) b0 + (n - k) with the prior a0 = b0 = 1.
   Assumptions (the stored paper text did not give them): lam = 0.5 and a
   candidate ratio of 4; untrained candidates keep their posterior unchanged.
-- `CobaPolicy`: CoBA-RL's allocation (`knapsack_service.engine.coba`) with the
+- `CobaPolicy`: CoBA-RL's allocation (`knapsack_service.engine.strategies.coba`) with the
   state its code keeps in the trainer: each prompt's success rate at its last
   visit (sliding window of 1, their run script) and the global failure rate of
   the previous step (one minus the mean of that step's per-prompt rates).
@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from knapsack_service.engine.coba import CobaParams, coba_allocate
+from knapsack_service.engine.strategies.coba import CobaParams, coba_allocate
 from knapsack_trainer.sim.runner import Groups, Rollouts, StepPlay
 
 #: MoPPS's target success rate: the prompts most informative for GRPO.

@@ -121,6 +121,12 @@ DEFAULT_STRATEGIES: tuple[StrategySpec, ...] = (
 #: Strategies one can ask for by name but that the demo does not run by default.
 OPTIONAL_STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(
+        "coba-service",
+        {"strategy": "coba", "estimator": LAST_VISIT},
+        description="CoBA-RL served by the service: the capability from the batch's own "
+        "(stale) estimates instead of the previous step's outcomes",
+    ),
+    StrategySpec(
         "skip-extremes",
         {"strategy": "filter", "estimator": WINDOW},
         spends_budget=False,

@@ -1,4 +1,4 @@
-"""CoBA-RL's allocation (Yao et al., 2026, arXiv 2602.03048), as its published code does it.
+"""coba: CoBA-RL's allocation (Yao et al., 2026, arXiv 2602.03048), as its code does it.
 
 Written from reading the authors' `recipe/coba_rl/budget_allocators.py`
 (`BetaAllocator`, GitHub Within-yao/CoBA-RL) and their run script; facts carried
@@ -29,6 +29,14 @@ spread evenly, as theirs does. Differences from their code, both harmless: ties
 in the heap go to the lowest index (theirs too, through heapq's tuple order), and
 the answer always sums to the budget when M * n_up allows it (theirs can fall
 short only if every group reaches n_up). Pure numpy: arrays in, arrays out.
+
+As a registered strategy (`"strategy": "coba"` on the wire) the service has no
+previous step to measure the capability on, so it uses the batch's own estimates:
+f = 1 - mean of the seen prompts' success rates (1 when none is seen); n_low and
+n_up are the run's min_n and max_n (2 and 128 by default, CoBA's own values), and
+a budget below M * min_n is infeasible as for every other strategy. A trainer
+that keeps CoBA's state calls `coba_allocate` with its own capability, as the
+simulator's `CobaPolicy` does.
 """
 
 from __future__ import annotations
@@ -40,6 +48,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
+from knapsack_service.engine.limits import Limits
+from knapsack_service.engine.solve import objective
+from knapsack_service.engine.strategies._base import (
+    AllocationResult,
+    Problem,
+    Strategy,
+    register,
+)
+from knapsack_service.engine.strategies._checks import check_range
 
 #: Below this estimate a prompt is "very hard", above `VERY_EASY_ABOVE` "very easy".
 VERY_HARD_BELOW = 0.05
@@ -221,3 +238,21 @@ def _even(n: np.ndarray, group: np.ndarray, left: int, n_up: int) -> int:
         n[room] += gives
         left -= int(gives.sum())
     return left
+
+
+def batch_failure_rate(rates: np.ndarray) -> float:
+    """The service's stand-in for CoBA's capability: 1 - mean seen estimate (1 if none)."""
+    seen = rates[~np.isnan(rates)]
+    return 1.0 - float(seen.mean()) if seen.size else 1.0
+
+
+def _coba(problem: Problem, limits: Limits) -> AllocationResult:
+    rates = problem.rates
+    assert rates is not None
+    check_range(problem.budget, problem.size * limits.min_n, problem.size * limits.max_n)
+    params = CobaParams(n_low=limits.min_n, n_up=limits.max_n)
+    n = coba_allocate(rates, int(problem.budget), batch_failure_rate(rates), params)
+    return AllocationResult(n=n, value=objective(n, p=rates))
+
+
+COBA = register(Strategy(name="coba", solve=_coba, needs="rates"))
