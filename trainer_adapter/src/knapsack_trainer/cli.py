@@ -1,7 +1,8 @@
 """`knapsack-trainer`: command line of the trainer package.
 
 Subcommands register themselves through one `_add_*_parser(subparsers)` hook each and
-import their heavy dependencies lazily, so `knapsack-trainer demo` never imports torch.
+import their heavy dependencies lazily, so `knapsack-trainer demo` never imports torch
+and `knapsack-trainer train` never imports the demo (its options are added on first use).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,62 +46,72 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
-    """`demo`: every argument goes to `knapsack_trainer.demo.main`, imported only when run.
+class _LazyOptionsParser(argparse.ArgumentParser):
+    """A subcommand parser that adds its options the first time it parses or prints help.
 
-    The demo owns its options (`knapsack-trainer demo --help` prints them); forwarding
-    keeps this file small and `train` free of the demo's imports.
+    argparse builds every subcommand's parser up front; a subcommand whose options
+    live with heavy code (the demo's come from `knapsack_trainer.demo.main`, which
+    imports the simulator and matplotlib) would make every other command pay for
+    that import. Deferring `add_options` to first use keeps `train` free of it.
     """
+
+    def __init__(self, *args: Any, add_options: Callable[[], None] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self._add_options = add_options
+
+    def _complete(self) -> None:
+        if self._add_options is not None:
+            add_options, self._add_options = self._add_options, None
+            add_options()
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`demo`: the demo's own options (`demo.main.add_arguments`), added on first use."""
+
+    def add_options() -> None:
+        from knapsack_trainer.demo.main import add_arguments
+
+        add_arguments(parser)
+
     parser = subparsers.add_parser(
-        "demo", help="simulate every strategy and write the report", add_help=False
+        "demo",
+        help="simulate every strategy and write the report",
+        description="Simulate every strategy on the embedded service (or --url) and write "
+        "the report.",
+        add_options=add_options,
     )
-    parser.add_argument("demo_args", nargs=argparse.REMAINDER)
     parser.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from knapsack_trainer.demo.main import main as demo_main
+    from knapsack_trainer.demo.main import run_from_args
 
-    return demo_main([*args.demo_args, *args.extra_args])
+    return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `knapsack-trainer` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="knapsack-trainer")
     parser.add_argument("--log-level", default="warning", help="logging level (default warning)")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, parser_class=_LazyOptionsParser
+    )
     _add_train_parser(subparsers)
     _add_demo_parser(subparsers)
     return parser
 
 
-def _command_index(argv: list[str]) -> int | None:
-    """Index of the subcommand: the first word that is not a global option or its value."""
-    index = 0
-    while index < len(argv):
-        word = argv[index]
-        if word == "--log-level":
-            index += 2
-        elif word.startswith("-"):
-            index += 1
-        else:
-            return index
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `knapsack-trainer`."""
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = _command_index(argv)
-    if split is not None and argv[split] == "demo":
-        # The demo owns its options: hand it everything after `demo` untouched
-        # (parse_known_args would split `--out DIR` from its value).
-        args = parser.parse_args([*argv[:split], "demo"])
-        args.demo_args, args.extra_args = argv[split + 1 :], []
-    else:
-        args = parser.parse_args(argv)
-        args.extra_args = []
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return int(args.handler(args) or 0)
 
