@@ -55,7 +55,13 @@ def refused_while_full(client: httpx.Client, body: dict) -> httpx.Response:
 @pytest.fixture(scope="module")
 def service() -> Iterator[ServiceProcess]:
     """One service (memory store) with a small concurrency limit and a small body limit."""
-    env = {"KRL_MAX_CONCURRENCY": str(MAX_CONCURRENCY), "KRL_MAX_BODY_BYTES": str(MAX_BODY)}
+    env = {
+        "KRL_MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+        "KRL_MAX_BODY_BYTES": str(MAX_BODY),
+        # The stalled uploads below must outlive the test, not the body deadline
+        # (tests/reliability/test_slow_clients.py checks that deadline).
+        "KRL_BODY_MIN_RATE": "1",
+    }
     with ServiceProcess(env) as process:
         yield process
 

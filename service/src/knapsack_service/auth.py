@@ -8,11 +8,31 @@ not reveal a token's prefix. Tokens are never logged.
 from __future__ import annotations
 
 import hmac
+import re
 
 from knapsack_service.errors import ApiError
 from knapsack_service.settings import TokenGrant
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_SEGMENT_ESCAPE = re.compile(r"%(2F|25)")
+_UNESCAPED = {"2F": "/", "25": "%"}
+_RUNS_PREFIX = "/v1/runs/"
+
+
+def unescape_segment(segment: str) -> str:
+    """A run id from its path segment: the middleware keeps `/` and `%` escaped there.
+
+    (`middleware._keep_escaped_slashes` writes them as %2F and %25 so that a run id
+    holding a slash still routes as one segment.)
+    """
+    return _SEGMENT_ESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], segment)
+
+
+def run_id_of_path(path: str) -> str | None:
+    """The run id of a `/v1/runs/{run_id}...` path (as the middleware rewrote it), or None."""
+    if not path.startswith(_RUNS_PREFIX):
+        return None
+    return unescape_segment(path[len(_RUNS_PREFIX) :].partition("/")[0]) or None
 
 
 def find_grant(grants: tuple[TokenGrant, ...], authorization: str | None) -> TokenGrant:

@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         metrics=metrics,
         max_concurrency=settings.max_concurrency,
         max_body_bytes=settings.max_body_bytes,
+        api_tokens=settings.api_tokens,
+        body_timeout=settings.body_timeout,
+        body_min_rate=settings.body_min_rate,
     )
     app.include_router(ops.router)
     app.include_router(solve.router)

@@ -1,15 +1,24 @@
-"""ASGI middleware: request ids, access logs, metrics, and backpressure.
+"""ASGI middleware: request ids, access logs, metrics, authentication and backpressure.
 
 Written as plain ASGI (not `BaseHTTPMiddleware`) so it adds microseconds, not a
-task per request, and can refuse a request before its body is read:
-- more than `max_concurrency` requests in flight: 429 with `Retry-After`, instead
-  of queueing without bound while trainers time out;
-- a body over `max_body_bytes` (by Content-Length, or counted while streaming): 413
-  before any parsing.
+task per request, and decides before a body is read. In this order:
+1. a bad or oversized Content-Length: 400 / 413, nothing read;
+2. `/v1` without a valid token (401), or with a token scoped to other runs (403),
+   nothing read: requests without a valid token never take a slot, never make the
+   service parse their body;
+3. more than `max_concurrency` requests in flight: 429 with `Retry-After`, instead
+   of queueing without bound while trainers time out;
+4. the request now counts as in flight while its body is read here, whole, under
+   three limits: the size limit as it streams (chunked bodies included; 413), a
+   deadline and a minimum rate (408): a body must arrive within `body_timeout`
+   seconds and, after `BODY_GRACE_SECONDS`, at `body_min_rate` bytes per second on
+   average, so a trickling client holds its slot for seconds, not for ever.
+The app then reads the buffered body, which it would have buffered anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -18,9 +27,11 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from knapsack_service.errors import error_response
+from knapsack_service.auth import check_run_access, find_grant, run_id_of_path
+from knapsack_service.errors import ApiError, error_response
 from knapsack_service.logs import request_id_var
 from knapsack_service.metrics import ServiceMetrics
+from knapsack_service.settings import TokenGrant
 
 logger = logging.getLogger("knapsack_service.access")
 
@@ -28,10 +39,19 @@ _UNMATCHED_ROUTE = "unmatched"
 #: Probes and scrapes are never shed: a liveness probe failing because the service is
 #: busy would get a healthy pod restarted exactly when it is needed most.
 _NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Seconds a body may take before the minimum rate applies (connection set-up, the
+#: first bytes of a slow link).
+BODY_GRACE_SECONDS = 2.0
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: (status, code, message, metrics reason, extra headers) of a refusal.
+Rejection = tuple[int, str, str, str, dict[str, str] | None]
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyRefused(Exception):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection[2])
+        self.rejection = rejection
 
 
 def _keep_escaped_slashes(scope: Scope) -> None:
@@ -39,7 +59,7 @@ def _keep_escaped_slashes(scope: Scope) -> None:
 
     Servers hand the app a fully decoded `path`, where `a%2Fb` and `a/b` look the
     same. For `/v1/runs/...` the path is rebuilt from `raw_path` with `/` and `%`
-    inside a segment kept escaped; `deps.get_run_id` undoes exactly that.
+    inside a segment kept escaped; `auth.unescape_segment` undoes exactly that.
     """
     raw = scope.get("raw_path")
     if not raw or not raw.startswith(b"/v1/runs/"):
@@ -67,11 +87,17 @@ class ServiceMiddleware:
         metrics: ServiceMetrics,
         max_concurrency: int,
         max_body_bytes: int,
+        api_tokens: tuple[TokenGrant, ...] = (),
+        body_timeout: float = 30.0,
+        body_min_rate: float = 16384.0,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_concurrency = max_concurrency
         self.max_body_bytes = max_body_bytes
+        self.api_tokens = api_tokens
+        self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
         self.inflight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,26 +124,24 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            rejection = self._reject_early(headers, scope["path"])
+            path = scope["path"]
+            rejection = self._reject_early(headers, path) or self._authenticate(headers, path)
+            full = self.inflight >= self.max_concurrency and path not in _NEVER_SHED
+            if rejection is None and full:
+                message = f"more than {self.max_concurrency} requests in flight; retry shortly"
+                rejection = 429, "overloaded", message, "overload", {"Retry-After": "1"}
             if rejection is not None:
-                status, code, message, reason, extra = rejection
-                self.metrics.rejected.labels(reason).inc()
-                response = error_response(status, code, message, headers=extra)
-                await response(scope, receive, send_with_id)
+                await self._refuse(rejection, scope, receive, send_with_id)
                 return
-            if b"content-length" not in headers and method in ("POST", "PUT", "PATCH"):
-                try:
-                    receive = await self._buffer_body(receive)
-                except _BodyTooLargeError:
-                    self.metrics.rejected.labels("body_too_large").inc()
-                    response = error_response(
-                        413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes"
-                    )
-                    await response(scope, receive, send_with_id)
-                    return
             self.inflight += 1
             self.metrics.inflight.inc()
             try:
+                if method in _BODY_METHODS:
+                    try:
+                        receive = await self._read_body(receive)
+                    except _BodyRefused as refused:
+                        await self._refuse(refused.rejection, scope, receive, send_with_id)
+                        return
                 await self.app(scope, receive, send_with_id)
             finally:
                 self.inflight -= 1
@@ -141,9 +165,15 @@ class ServiceMiddleware:
                 )
             request_id_var.reset(token)
 
-    def _reject_early(
-        self, headers: dict[bytes, bytes], path: str
-    ) -> tuple[int, str, str, str, dict[str, str] | None] | None:
+    async def _refuse(
+        self, rejection: Rejection, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status, code, message, reason, extra = rejection
+        self.metrics.rejected.labels(reason).inc()
+        response = error_response(status, code, message, headers=extra)
+        await response(scope, receive, send)
+
+    def _reject_early(self, headers: dict[bytes, bytes], path: str) -> Rejection | None:
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -153,29 +183,59 @@ class ServiceMiddleware:
             if too_large:
                 message = f"body exceeds {self.max_body_bytes} bytes"
                 return 413, "body_too_large", message, "body_too_large", None
-        if self.inflight >= self.max_concurrency and path not in _NEVER_SHED:
-            message = f"more than {self.max_concurrency} requests in flight; retry shortly"
-            return 429, "overloaded", message, "overload", {"Retry-After": "1"}
         return None
 
-    async def _buffer_body(self, receive: Receive) -> Receive:
-        """Read a body sent without Content-Length (chunked), refusing it past the limit.
+    def _authenticate(self, headers: dict[bytes, bytes], path: str) -> Rejection | None:
+        """401/403 for `/v1` before anything else is spent on the request.
 
-        Bodies with a Content-Length were already checked against the limit, so only
-        chunked uploads are buffered here; the app then reads the buffered copy.
+        The routes check the token again (their dependency is the contract's source of
+        truth); this check only makes sure that an unauthenticated request never
+        takes a slot or has its body read.
+        """
+        if not self.api_tokens or not path.startswith("/v1/"):
+            return None
+        authorization = headers.get(b"authorization")
+        try:
+            grant = find_grant(
+                self.api_tokens, None if authorization is None else authorization.decode("latin-1")
+            )
+            run_id = run_id_of_path(path)
+            if run_id:
+                check_run_access(grant, run_id)
+        except ApiError as error:
+            reason = "unauthorized" if error.status == 401 else "forbidden"
+            return error.status, error.code, error.message, reason, error.headers
+        return None
+
+    async def _read_body(self, receive: Receive) -> Receive:
+        """Read the whole body under the size limit, the deadline and the minimum rate.
+
+        Raises:
+            _BodyRefused: 413 past the size limit (counted as it streams, so a chunked
+                body is refused the moment it passes the limit), 408 when the body is
+                too slow.
+
         """
         chunks: list[bytes] = []
         received = 0
+        started = time.monotonic()
         while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                chunks.clear()
+            allowed = min(self.body_timeout, BODY_GRACE_SECONDS + received / self.body_min_rate)
+            remaining = started + allowed - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), remaining)
+            except TimeoutError:
+                raise _BodyRefused(self._too_slow(received, time.monotonic() - started)) from None
+            if message["type"] != "http.request":  # the client went away: let the app see it
                 replay: list[dict[str, Any]] = [message]
                 break
             body = message.get("body", b"")
             received += len(body)
             if received > self.max_body_bytes:
-                raise _BodyTooLargeError
+                text = f"body exceeds {self.max_body_bytes} bytes"
+                raise _BodyRefused((413, "body_too_large", text, "body_too_large", None))
             chunks.append(body)
             if not message.get("more_body", False):
                 replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -187,3 +247,11 @@ class ServiceMiddleware:
             return await receive()
 
         return replayed
+
+    def _too_slow(self, received: int, elapsed: float) -> Rejection:
+        message = (
+            f"request body too slow: {received} bytes in {elapsed:.1f} s; a body must arrive "
+            f"within {self.body_timeout:g} s and at {self.body_min_rate:g} bytes/s or more "
+            f"after the first {BODY_GRACE_SECONDS:g} s"
+        )
+        return 408, "body_timeout", message, "body_timeout", {"Connection": "close"}

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     max_metric_runs: int = Field(default=100, ge=1, description="Runs with their own label.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 429.")
     max_body_bytes: int = Field(default=16 * 2**20, ge=1024, description="Larger bodies: 413.")
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request body may take in all; slower: 408."
+    )
+    body_min_rate: float = Field(
+        default=16384.0,
+        gt=0,
+        description="Bytes per second a body must average after its first 2 s; slower: 408.",
+    )
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Header, Path, Request
 
-from knapsack_service.auth import check_run_access, find_grant
+from knapsack_service.auth import check_run_access, find_grant, unescape_segment
 from knapsack_service.errors import invalid_field
 from knapsack_service.settings import TokenGrant
 from knapsack_service.state import ServiceState
-
-_SEGMENT_ESCAPE = re.compile(r"%(2F|25)")
-_UNESCAPED = {"2F": "/", "25": "%"}
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -70,7 +66,7 @@ async def get_run_id(
     """
     if not _is_utf8_run_segment(request.scope.get("raw_path")):
         raise invalid_field("run_id", "percent-escapes must decode to UTF-8")
-    run_id = _SEGMENT_ESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], run_id)
+    run_id = unescape_segment(run_id)
     if not 1 <= len(run_id) <= 256:
         raise invalid_field("run_id", "must be 1 to 256 characters")
     if grant is not None:
