@@ -18,10 +18,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from knapsack_client import Journal, KnapsackClient, RetryPolicy
+from knapsack_client import AsyncKnapsackClient, Journal, KnapsackClient, RetryPolicy
 from knapsack_client._exceptions import KnapsackError, is_final_refusal
 from knapsack_service.main import create_app
-from tests.client.conftest import NO_WAIT, LiveServer, make_settings
+from tests.client.conftest import NO_WAIT, LiveServer, _asgi_client, make_settings
 from tests.client.test_live import EXPECTED_ONCE, counts, journal_as_if_crashed
 from tests.support.fixtures import redis_server, redis_url  # noqa: F401
 from tests.support.redis_server import RedisServer
@@ -145,3 +145,50 @@ def test_catch_up_replay_tries_each_report_once_then_waits(
     # before, it ran the full retry sequence inside solve().
     assert [path for path in sent if path.endswith("/outcomes")] == [sent[1]]
     assert len(Journal(journal).pending()) == 3
+
+
+# --------------------------------------------------------------------------- async twin
+
+
+@pytest.mark.anyio
+async def test_async_client_drops_refused_reports_too(
+    live_server: LiveServer, run_id: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "reports.jsonl"
+    journal_as_if_crashed(journal, run_id + "-never-created", 0)
+    journal_as_if_crashed(journal, run_id, 0)
+    async with AsyncKnapsackClient(live_server.url, retry=NO_WAIT, journal_path=journal) as client:
+        await client.ensure_run(run_id)  # catches up: one applied, one refused and dropped
+    assert Journal(journal).pending() == []
+
+
+@pytest.mark.anyio
+async def test_async_allocate_never_replays_the_journal_during_a_redis_outage(
+    redis_url: str,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "reports.jsonl"
+    settings = make_settings(redis_url=redis_url, redis_timeout=0.2)
+    sent: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request.url.path)
+
+    async for http in _asgi_client(create_app(settings)):
+        async with AsyncKnapsackClient(http_client=http, retry=NO_WAIT) as setup:
+            await setup.ensure_run(run_id)
+        for step in range(5):
+            journal_as_if_crashed(journal, run_id, step)
+        http.event_hooks["request"].append(record)
+        client = AsyncKnapsackClient(http_client=http, retry=NO_WAIT, journal_path=journal)
+        redis_server.pause()
+        try:
+            answer = await client.allocate(run_id, 0, ["a", "b"])
+        finally:
+            redis_server.resume()
+        assert answer.degraded
+        assert not [path for path in sent if path.endswith("/outcomes")]
+        await client.get_run(run_id)  # Redis is back: the catch-up delivers all five
+        assert Journal(journal).pending() == []
