@@ -45,6 +45,16 @@ def test_the_gain_under_each_returns_option_is_stated_from_the_runs() -> None:
     assert "| knapsack | linear | +0.180 (+0.170, +0.190)" in text
     assert "| knapsack | sqrt | +0.050 (+0.050, +0.050)" in text
     assert "- knapsack: +0.180 over uniform with linear returns, +0.050 with sqrt returns." in text
+    assert "Here" not in text  # one large-group strategy: nothing to compare
+    summary["strategies"]["coba"] = entry(
+        "coba", max_group=128, final_mean_success_by_seed=[0.92, 0.92]
+    )
+    summary["strategies"]["coba [sqrt]"] = entry(
+        "coba", "sqrt", max_group=62, final_mean_success_by_seed=[0.69, 0.69]
+    )
+    text = "\n".join(returns_section(summary))
+    assert "Here coba, whose groups are largest (128), gains most under linear" in text
+    assert "least under sqrt returns" in text
     # Uniform has only its default run: it is the baseline under sqrt too.
     found = summary["strategies"]
     assert uniform_baseline(found, found["knapsack [sqrt]"]) is found["uniform"]

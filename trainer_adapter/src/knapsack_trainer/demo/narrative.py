@@ -121,12 +121,22 @@ def returns_section(summary: dict[str, Any]) -> list[str]:
         "",
         "In plain words: the effective-gradient ratio is a property of the allocation and "
         "holds under every returns option; the success it buys is not. How much a strategy "
-        "that gives some prompts 60-128 rollouts gains depends on how far an LLM's update on "
+        "that gives some prompts many rollouts gains depends on how far an LLM's update on "
         "one prompt grows with that prompt's rollouts, which this simulator assumes and "
-        "cannot measure. The strategy with the largest groups gains most under linear "
-        "returns and loses most under diminishing ones.",
-        "",
+        "cannot measure.",
     ]
+    linear = {n: e for n, r, _, _, e, _ in rows if r == "linear"}
+    if len(linear) > 1:
+        largest = max(linear, key=lambda n: linear[n]["max_group"])
+        gains = {(n, r): float(g.mean()) for n, r, g, *_ in rows}
+        best_linear = max((n for n, r in gains if r == "linear"), key=lambda n: gains[n, "linear"])
+        worst = min(gains, key=gains.__getitem__)
+        if best_linear == largest and worst[0] == largest and worst[1] != "linear":
+            lines.append(
+                f"Here {largest}, whose groups are largest ({linear[largest]['max_group']}), "
+                f"gains most under linear returns and least under {worst[1]} returns."
+            )
+    lines.append("")
     return lines
 
 
