@@ -11,7 +11,7 @@ import hmac
 import re
 
 from knapsack_service.errors import ApiError
-from knapsack_service.settings import TokenGrant
+from knapsack_service.settings import Settings, TokenGrant
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _SEGMENT_ESCAPE = re.compile(r"%(2F|25)")
@@ -58,3 +58,21 @@ def check_run_access(grant: TokenGrant, run_id: str) -> None:
     """403 when the token is limited to other runs."""
     if not grant.allows(run_id):
         raise ApiError(403, "forbidden", "this token may not access this run")
+
+
+def check_scrape_access(settings: Settings, authorization: str | None) -> None:
+    """Who may read `/metrics`: it lists every tenant's run ids.
+
+    With `KRL_METRICS_TOKEN` set, only that token (a scrape token of its own, which
+    grants nothing under `/v1`); else, with `KRL_METRICS_REQUIRE_TOKEN` and API
+    tokens, only an API token without run scopes (403 for a scoped one: it may not
+    see other tenants' runs); else anyone.
+    """
+    if settings.metrics_token is not None:
+        grant = TokenGrant(token=settings.metrics_token)
+        find_grant((grant,), authorization)
+        return
+    if settings.metrics_require_token and settings.auth_enabled:
+        grant = find_grant(settings.api_tokens, authorization)
+        if grant.run_patterns:
+            raise ApiError(403, "forbidden", "a run-scoped token may not read every run's metrics")

@@ -41,7 +41,9 @@ def build_store(settings: Settings) -> Store:
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     """A new app; `store` overrides the one the settings would build (tests, embedding)."""
     settings = settings or get_settings()
-    metrics = ServiceMetrics(max_runs=settings.max_metric_runs)
+    metrics = ServiceMetrics(
+        max_runs=settings.max_metric_runs, idle_seconds=settings.metric_run_idle_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,8 +2,11 @@
 
 One `ServiceMetrics` per app, on its own `CollectorRegistry`, so tests and
 several apps in one process never share counters. Labels stay low-cardinality:
-never a prompt id; run ids only on a few gauges, and only for the first
-`max_metric_runs` runs seen (later ones fold into `run="_other"`).
+never a prompt id; run ids only on a few gauges, and only for `max_metric_runs`
+runs at a time. A run's label slot is freed when the run is deleted, or when it
+has not reported for `idle_seconds` and another run needs the slot; until a slot
+frees, newcomers fold into `run="_other"`. So one tenant's throwaway runs cannot
+keep another team's run out of the gauges for good.
 
 The deployment runs one uvicorn worker per pod (the HPA scales pods), so the
 per-process registry is the whole truth for its pod; see deploy/README.md.
@@ -11,7 +14,10 @@ per-process registry is the whole truth for its pod; see deploy/README.md.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections import OrderedDict
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -61,10 +67,17 @@ OTHER_RUNS = "_other"
 class ServiceMetrics:
     """Every metric the service exports, registered on one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, max_runs: int = 100) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        max_runs: int = 100,
+        idle_seconds: float = 3600.0,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self._max_runs = max_runs
-        self._runs: set[str] = set()
+        self._idle_seconds = idle_seconds
+        #: Labelled runs, least recently reported first, with when they last reported.
+        self._runs: OrderedDict[str, float] = OrderedDict()
         self._runs_lock = threading.Lock()
         r = self.registry
         self.requests = Counter(
@@ -172,12 +185,49 @@ class ServiceMetrics:
             self.reports.labels(result)
         self.store_up.set(1)
 
+    @property
+    def _run_gauges(self) -> tuple[Gauge, ...]:
+        return (
+            self.run_effective_ratio,
+            self.run_all_success,
+            self.run_all_failure,
+            self.run_last_step,
+        )
+
     def run_label(self, run_id: str) -> str:
-        """The run's label value, bounded to `max_runs` distinct runs."""
+        """The run's label value, bounded to `max_runs` runs at a time.
+
+        A new run takes a free slot, else the slot of the least recently reported run
+        if that one has been idle for `idle_seconds`, else folds into `_other`.
+        """
+        now = time.monotonic()
+        with self._runs_lock:
+            runs = self._runs
+            if run_id in runs:
+                runs[run_id] = now
+                runs.move_to_end(run_id)
+                return run_id
+            if len(runs) >= self._max_runs:
+                oldest, last_seen = next(iter(runs.items()))
+                if now - last_seen < self._idle_seconds:
+                    return OTHER_RUNS
+                self._drop_run(oldest)
+            runs[run_id] = now
+            return run_id
+
+    def forget_run(self, run_id: str) -> None:
+        """Free a deleted run's label slot and remove its series from every gauge."""
         with self._runs_lock:
             if run_id in self._runs:
-                return run_id
-            if len(self._runs) < self._max_runs:
-                self._runs.add(run_id)
-                return run_id
-        return OTHER_RUNS
+                self._drop_run(run_id)
+
+    def labelled_runs(self) -> list[str]:
+        """Runs holding a label slot, least recently reported first."""
+        with self._runs_lock:
+            return list(self._runs)
+
+    def _drop_run(self, run_id: str) -> None:
+        del self._runs[run_id]
+        for gauge in self._run_gauges:
+            with contextlib.suppress(KeyError):  # older clients raise for unknown labels
+                gauge.remove(run_id)

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     metrics_require_token: bool = False
     max_metric_runs: int = Field(default=100, ge=1, description="Runs with their own label.")
+    metric_run_idle_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A run that has not reported for this long gives its label to a new run.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The scrape token: when set, /metrics needs exactly this bearer token.",
+    )
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 429.")
     max_body_bytes: int = Field(default=16 * 2**20, ge=1024, description="Larger bodies: 413.")
     body_timeout: float = Field(

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from knapsack_client import ErrorResponse
 from knapsack_service.api.deps import StateDep
-from knapsack_service.auth import find_grant
+from knapsack_service.auth import check_scrape_access
 from knapsack_service.health import refresh_health
 
 router = APIRouter(tags=["operations"])
@@ -40,12 +40,14 @@ async def readyz(state: StateDep) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={401: {"model": ErrorResponse, "description": "Token required by setting"}},
+    responses={
+        401: {"model": ErrorResponse, "description": "Token required by setting"},
+        403: {"model": ErrorResponse, "description": "A run-scoped token"},
+    },
 )
 async def metrics(
     state: StateDep, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    """Prometheus text format; behind the API token when `KRL_METRICS_REQUIRE_TOKEN` is set."""
-    if state.settings.metrics_require_token and state.settings.auth_enabled:
-        find_grant(state.settings.api_tokens, authorization)
+    """Prometheus text format; behind the scrape token when set (`auth.check_scrape_access`)."""
+    check_scrape_access(state.settings, authorization)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -61,6 +61,7 @@ async def get_run(run_id: RunIdDep, state: StateDep) -> RunInfo:
 async def delete_run(run_id: RunIdDep, state: StateDep) -> dict[str, Any]:
     """Remove every key of the run (settings, statistics, summaries, report ids)."""
     await runs.delete_run(state.store, state.known_runs, run_id)
+    state.metrics.forget_run(run_id)
     return {"run_id": run_id, "deleted": True}
 
 
