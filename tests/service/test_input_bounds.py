@@ -39,3 +39,29 @@ def test_run_ids_whose_escapes_are_not_utf8_are_a_422(app_client: TestClient, es
 def test_utf8_escapes_still_name_their_run(app_client: TestClient) -> None:
     assert app_client.put("/v1/runs/caf%C3%A9", json={}).status_code == 201
     assert app_client.get("/v1/runs/café").json()["run_id"] == "café"
+
+
+def test_large_bodies_keep_the_contract_of_small_ones(memory_app_client: TestClient) -> None:
+    # Bodies past 256 KiB are parsed in the threadpool, results in chunks: the 422s
+    # must name the same fields as on the inline path.
+    client = memory_app_client
+    client.put("/v1/runs/large", json={})
+    results = [{"prompt_id": f"prompt-{i:06d}", "successes": 1, "trials": 2} for i in range(8000)]
+    results[600] = {"prompt_id": "bad", "successes": 3, "trials": 2}
+    report = {"report_id": "big", "step": 0, "results": results}
+    response = client.post("/v1/runs/large/outcomes", json=report)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "results.600.successes"
+
+    too_many = {"report_id": "many", "step": 0, "results": results[:601] * 14}
+    response = client.post("/v1/runs/large/outcomes", json=too_many)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "results"
+
+    results[600] = {"prompt_id": "good", "successes": 1, "trials": 2}
+    assert client.post("/v1/runs/large/outcomes", json=report).json()["accepted"] == 8000
+    lookup = client.post(
+        "/v1/runs/large/prompts/lookup", json={"prompt_ids": ["good", "prompt-000007"] * 9000}
+    )
+    assert lookup.status_code == 200
+    assert lookup.json()["prompts"][1]["trials"] == 2

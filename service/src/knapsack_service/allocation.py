@@ -200,7 +200,7 @@ async def _run_engine(
 async def solve(state: ServiceState, request: SolveRequest) -> bytes:
     """`/v1/solve`: the allocation for rates (or posteriors) the caller knows."""
     field = "success_rates" if request.success_rates is not None else "posterior"
-    check_count(field, request.prompt_count, state.settings.max_prompts)
+    check_count(state.settings, field, request.prompt_count)
     rates = None
     if request.success_rates is not None:
         rates = np.array(
@@ -282,7 +282,7 @@ async def allocate(state: ServiceState, run_id: str, request: AllocationRequest)
     counted in the metrics and the summary once, when it is made.
     """
     size = len(request.prompts)
-    check_count("prompts", size, state.settings.max_prompts)
+    check_count(state.settings, "prompts", size)
     try:
         raw_settings, batch = await state.store.read_batch(run_id, request.prompts)
     except StoreUnavailable as exc:
@@ -437,7 +437,7 @@ async def wait_for_summary(state: ServiceState, run_id: str) -> None:
 async def lookup(state: ServiceState, run_id: str, request: LookupRequest) -> bytes:
     """Raw cumulative counts and the run's current estimate of each prompt."""
     size = len(request.prompt_ids)
-    check_count("prompt_ids", size, state.settings.max_prompts)
+    check_count(state.settings, "prompt_ids", size)
     raw_settings, batch = await state.store.read_batch(run_id, request.prompt_ids)
     settings = settings_from_store(state.known_runs, run_id, raw_settings)
     return await _off_loop_if_large(size, _lookup_json, settings, batch, request.prompt_ids)

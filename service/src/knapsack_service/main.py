@@ -8,6 +8,7 @@ the memory store) never share state through module globals.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from knapsack_service import __version__
+from knapsack_service.api.bodies import add_body_schemas
 from knapsack_service.api.routes import ops, runs, solve
 from knapsack_service.errors import install_error_handlers
 from knapsack_service.health import watch_health
@@ -51,6 +53,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             settings=settings, store=store or build_store(settings), metrics=metrics
         )
         app.state.krl = state
+        # Everything loaded so far lives as long as the process: out of the collector's
+        # full passes, which otherwise rescan it while a large request builds objects.
+        gc.freeze()
         warm = asyncio.create_task(watch_health(state))
         try:
             yield
@@ -77,6 +82,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(ops.router)
     app.include_router(solve.router)
     app.include_router(runs.router)
+    add_body_schemas(app)
     return app
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from starlette.concurrency import run_in_threadpool
+
 from knapsack_client import (
     BetaEstimator,
     OutcomeAck,
     OutcomeReport,
     PromptResult,
-    RunSummary,
     StepSummary,
 )
 from knapsack_service.allocation import wait_for_summary
@@ -75,13 +77,20 @@ def to_groups(report: OutcomeReport, success_threshold: float) -> tuple[GroupOut
     return tuple(groups)
 
 
+#: Reports with more results than this are turned into groups in the threadpool.
+INLINE_GROUPS = 1024
+
+
 async def apply_report(state: ServiceState, run_id: str, report: OutcomeReport) -> OutcomeAck:
     """Apply a report once, all or nothing (deduplicated by report_id), and count it."""
     limits = state.settings
-    check_count("results", len(report.results), min(limits.max_prompts, limits.max_report_results))
+    check_count(limits, "results", len(report.results))
     settings = await read_settings(state.store, state.known_runs, run_id)
     decay = settings.estimator.decay if isinstance(settings.estimator, BetaEstimator) else 1.0
-    groups = to_groups(report, settings.success_threshold)
+    if len(report.results) <= INLINE_GROUPS:
+        groups = to_groups(report, settings.success_threshold)
+    else:  # rewards are thresholded one by one: millions of them in the largest report
+        groups = await run_in_threadpool(to_groups, report, settings.success_threshold)
     to_apply = ReportToApply(
         report_id=report.report_id,
         step=report.step,
@@ -125,11 +134,22 @@ def _update_run_gauges(state: ServiceState, run_id: str, step: int, result: Appl
     metrics.run_last_step.labels(label).set(step)
 
 
-async def run_summary(state: ServiceState, run_id: str, last: int | None) -> RunSummary:
-    """Per-step summaries, including every allocation this process has answered."""
+#: Summaries of more steps than this are encoded in the threadpool (about 1 ms per 100).
+INLINE_SUMMARY_STEPS = 2000
+
+
+async def run_summary(state: ServiceState, run_id: str, last: int | None) -> bytes:
+    """`RunSummary` JSON, including every allocation this process has answered."""
     await wait_for_summary(state, run_id)
     rows = await state.store.read_summary(run_id, last)
-    return RunSummary(run_id=run_id, steps=[summarise_step(row) for row in rows])
+    if len(rows) <= INLINE_SUMMARY_STEPS:
+        return _summary_json(run_id, rows)
+    return await run_in_threadpool(_summary_json, run_id, rows)
+
+
+def _summary_json(run_id: str, rows: list[dict[str, Any]]) -> bytes:
+    steps = [summarise_step(row).model_dump(mode="json") for row in rows]
+    return orjson.dumps({"run_id": run_id, "steps": steps})
 
 
 def summarise_step(row: dict[str, Any]) -> StepSummary:

@@ -14,6 +14,7 @@ from threading import Lock
 
 from knapsack_client import RunCounters, RunInfo, RunSettings
 from knapsack_service.engine import known_strategies
+from knapsack_service.settings import Settings
 from knapsack_service.store import RunNotFound, Store
 
 #: Runs whose settings are remembered for degraded answers (a few hundred bytes each).
@@ -37,8 +38,25 @@ class InvalidField(ValueError):
         self.field = field
 
 
-def check_count(field: str, count: int, limit: int) -> None:
-    """Refuse a list longer than the service's per-request limit (`KRL_MAX_PROMPTS`)."""
+def list_limits(settings: Settings) -> dict[str, int]:
+    """Longest list each request field may hold (`KRL_MAX_PROMPTS`, `KRL_MAX_REPORT_RESULTS`)."""
+    per_request = settings.max_prompts
+    return {
+        "prompts": per_request,
+        "prompt_ids": per_request,
+        "success_rates": per_request,
+        "posterior": per_request,
+        "results": min(per_request, settings.max_report_results),
+    }
+
+
+def check_count(settings: Settings, field: str, count: int) -> None:
+    """Refuse a list longer than the service's per-request limit for `field`."""
+    check_count_limit(field, count, list_limits(settings)[field])
+
+
+def check_count_limit(field: str, count: int, limit: int) -> None:
+    """`InvalidField` when `count` entries exceed `limit`."""
     if count > limit:
         raise InvalidField(field, f"at most {limit} entries per request, got {count}")
 
@@ -128,7 +146,9 @@ __all__ = [
     "InvalidField",
     "KnownRuns",
     "check_count",
+    "check_count_limit",
     "delete_run",
+    "list_limits",
     "parse_settings",
     "put_run",
     "read_settings",

@@ -27,6 +27,7 @@ from knapsack_client import (
     RunSummary,
 )
 from knapsack_service import allocation, reporting, runs
+from knapsack_service.api.bodies import AllocationBody, LookupBody, ReportBody, openapi_body
 from knapsack_service.api.deps import RunIdDep, StateDep
 from knapsack_service.api.responses import ALLOCATION_ERRORS, STORE_ERRORS
 from knapsack_service.step_plans import PLAN_HEADER
@@ -66,9 +67,12 @@ async def delete_run(run_id: RunIdDep, state: StateDep) -> dict[str, Any]:
 
 
 @router.post(
-    "/{run_id}/allocations", response_model=AllocationResponse, responses=ALLOCATION_ERRORS
+    "/{run_id}/allocations",
+    response_model=AllocationResponse,
+    responses=ALLOCATION_ERRORS,
+    openapi_extra=openapi_body(AllocationRequest),
 )
-async def allocate(run_id: RunIdDep, request: AllocationRequest, state: StateDep) -> Response:
+async def allocate(run_id: RunIdDep, state: StateDep, request: AllocationBody) -> Response:
     """Group size per prompt for this step, from the run's statistics.
 
     The first answer for a step's prompts is kept and served again to every call
@@ -78,14 +82,24 @@ async def allocate(run_id: RunIdDep, request: AllocationRequest, state: StateDep
     return Response(answer.body, media_type=JSON, headers={PLAN_HEADER: answer.plan})
 
 
-@router.post("/{run_id}/outcomes", response_model=OutcomeAck, responses=STORE_ERRORS)
-async def report_outcomes(run_id: RunIdDep, report: OutcomeReport, state: StateDep) -> OutcomeAck:
+@router.post(
+    "/{run_id}/outcomes",
+    response_model=OutcomeAck,
+    responses=STORE_ERRORS,
+    openapi_extra=openapi_body(OutcomeReport),
+)
+async def report_outcomes(run_id: RunIdDep, state: StateDep, report: ReportBody) -> OutcomeAck:
     """Apply a report once, all or nothing (deduplicated by report_id)."""
     return await reporting.apply_report(state, run_id, report)
 
 
-@router.post("/{run_id}/prompts/lookup", response_model=LookupResponse, responses=STORE_ERRORS)
-async def lookup(run_id: RunIdDep, request: LookupRequest, state: StateDep) -> Response:
+@router.post(
+    "/{run_id}/prompts/lookup",
+    response_model=LookupResponse,
+    responses=STORE_ERRORS,
+    openapi_extra=openapi_body(LookupRequest),
+)
+async def lookup(run_id: RunIdDep, state: StateDep, request: LookupBody) -> Response:
     """Raw cumulative counts and the run's current estimate of each prompt."""
     return Response(await allocation.lookup(state, run_id, request), media_type=JSON)
 
@@ -97,6 +111,6 @@ async def summary(
     last: Annotated[
         int | None, Query(ge=1, le=100_000, description="Only the last N steps")
     ] = None,
-) -> RunSummary:
+) -> Response:
     """Per-step rollouts, effective-gradient ratio, zero-gradient shares, histograms."""
-    return await reporting.run_summary(state, run_id, last)
+    return Response(await reporting.run_summary(state, run_id, last), media_type=JSON)
