@@ -5,7 +5,7 @@ Issue 12, item 3: a 100k-id lookup built its answer on the event loop for 4.3 s,
 restarted. Over real uvicorn and a real redis-server, each route gets its largest
 allowed request while a probe asks `/healthz` back to back. The check compares the
 two in the same run instead of against a clock figure: the longest `/healthz` wait
-must stay a small fraction of the large request's own time (on the old code the two
+must stay under half the large request's own time (on the old code the two
 were nearly equal), and `/healthz` must have answered several times meanwhile.
 Absolute figures: RELIABILITY.md, "Event-loop stalls".
 """
@@ -122,4 +122,4 @@ def test_healthz_answers_during_the_largest_request_of_every_route(
     print(figures)  # seconds of the large request, longest /healthz wait, probes
     for name, (seconds, longest, probes) in figures.items():
         assert probes >= 3, figures
-        assert longest <= seconds / 3, (name, figures)
+        assert longest <= seconds / 2, (name, figures)
