@@ -27,7 +27,7 @@ import numpy as np
 
 from knapsack_trainer.demo.run import Job, default_processes, run_all
 from knapsack_trainer.sim import SimConfig, SimResult, strategy_by_name
-from knapsack_trainer.sim.strategies import StrategySpec
+from knapsack_trainer.sim.strategies import WINDOW, StrategySpec
 
 #: The grid, fixed before running: decay per visit (the fix of section 3) at three
 #: strengths, the pooled prior (what lets unseen prompts differ from one another in
@@ -61,9 +61,25 @@ GRID: tuple[tuple[str, dict[str, Any]], ...] = (
 
 
 def variants() -> list[StrategySpec]:
-    """knapsack, then one knapsack-bayes spec per grid point."""
+    """The knapsack runs (with and without its fallback), then one knapsack-bayes per point.
+
+    Two diagnostics: knapsack without its fallback (knapsack-bayes has none, so the
+    difference is what that rule alone is worth) and knapsack on the older 16-outcome
+    window estimator (what the estimate alone is worth to the same allocation rule).
+    """
     base = strategy_by_name("knapsack-bayes")
-    specs = [strategy_by_name("knapsack")]
+    knapsack = strategy_by_name("knapsack")
+    no_fallback = replace(
+        knapsack,
+        name="knapsack, no fallback (diagnostic)",
+        settings={**knapsack.settings, "fallback": False},
+    )
+    window = replace(
+        knapsack,
+        name="knapsack, window estimator (diagnostic)",
+        settings={**knapsack.settings, "estimator": WINDOW},
+    )
+    specs = [knapsack, no_fallback, window]
     for label, estimator in GRID:
         settings = {"strategy": "knapsack-bayes", "estimator": {"kind": "beta", **estimator}}
         specs.append(replace(base, name=f"bayes {label}", settings=settings))
