@@ -24,6 +24,7 @@ ENTRY_KERNELS = [
     _kernels_balance.assign_lpt,
     _kernels_knapsack.knapsack_small,
     _kernels_knapsack.plan_knapsack,
+    _kernels_knapsack.fixed_counts,
     _kernels_knapsack.fallback_needs,
 ]
 

@@ -114,6 +114,66 @@ def spread_capped(n: np.ndarray, idx: np.ndarray, cap: int, total: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def fixed_counts(
+    rates: np.ndarray, min_n: int, default_n: int, positive: int, negative: int
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The strategy's classes and their starting counts, in one pass.
+
+    Returns:
+        (code, n, zero_idx, one_idx, unseen_idx, others_idx, mid_idx): n holds
+        negative / positive / default_n / min_n for p = 0, p = 1, unseen and
+        0 < p < 1 prompts; the index arrays list each class in index order
+        (others = p = 1 and unseen together, the paper's "other prompts"). code is
+        BAD_RATES, with empty arrays, when a seen rate lies outside [0, 1].
+    """
+    m = rates.size
+    n = np.zeros(m, np.int64)
+    n_unseen = n_zero = n_one = n_mid = 0
+    for i in range(m):
+        r = rates[i]
+        if math.isnan(r):
+            n_unseen += 1
+        elif r < 0.0 or r > 1.0:
+            none = n[:0]
+            return BAD_RATES, n, none, none, none, none, none
+        elif r == 0.0:
+            n_zero += 1
+        elif r == 1.0:
+            n_one += 1
+        else:
+            n_mid += 1
+    zero_idx = np.empty(n_zero, np.int64)
+    one_idx = np.empty(n_one, np.int64)
+    unseen_idx = np.empty(n_unseen, np.int64)
+    others_idx = np.empty(n_one + n_unseen, np.int64)
+    mid_idx = np.empty(n_mid, np.int64)
+    iz = io = iu = ix = im = 0
+    for i in range(m):
+        r = rates[i]
+        if math.isnan(r):
+            n[i] = default_n
+            unseen_idx[iu] = i
+            iu += 1
+            others_idx[ix] = i
+            ix += 1
+        elif r == 0.0:
+            n[i] = negative
+            zero_idx[iz] = i
+            iz += 1
+        elif r == 1.0:
+            n[i] = positive
+            one_idx[io] = i
+            io += 1
+            others_idx[ix] = i
+            ix += 1
+        else:
+            n[i] = min_n
+            mid_idx[im] = i
+            im += 1
+    return OK, n, zero_idx, one_idx, unseen_idx, others_idx, mid_idx
+
+
+@njit(cache=True, nogil=True)
 def plan_knapsack(
     rates: np.ndarray,
     budget: int,
@@ -143,49 +203,13 @@ def plan_knapsack(
         seen rate outside [0, 1], checked first); INFEASIBLE with the feasible range
         [low, high].
     """
+    code, n, zero_idx, one_idx, unseen_idx, others_idx, mid_idx = fixed_counts(
+        rates, min_n, default_n, positive, negative
+    )
+    if code != OK:
+        return code, n, mid_idx, 0, 0, 0
     m = rates.size
-    n = np.zeros(m, np.int64)
-    n_unseen = n_zero = n_one = n_mid = 0
-    for i in range(m):
-        r = rates[i]
-        if math.isnan(r):
-            n_unseen += 1
-        elif r < 0.0 or r > 1.0:
-            return BAD_RATES, n, n[:0], 0, 0, 0
-        elif r == 0.0:
-            n_zero += 1
-        elif r == 1.0:
-            n_one += 1
-        else:
-            n_mid += 1
-    zero_idx = np.empty(n_zero, np.int64)
-    one_idx = np.empty(n_one, np.int64)
-    unseen_idx = np.empty(n_unseen, np.int64)
-    others_idx = np.empty(n_one + n_unseen, np.int64)  # p = 1 and unseen, index order
-    mid_idx = np.empty(n_mid, np.int64)
-    iz = io = iu = ix = im = 0
-    for i in range(m):
-        r = rates[i]
-        if math.isnan(r):
-            n[i] = default_n
-            unseen_idx[iu] = i
-            iu += 1
-            others_idx[ix] = i
-            ix += 1
-        elif r == 0.0:
-            n[i] = negative
-            zero_idx[iz] = i
-            iz += 1
-        elif r == 1.0:
-            n[i] = positive
-            one_idx[io] = i
-            io += 1
-            others_idx[ix] = i
-            ix += 1
-        else:
-            n[i] = min_n
-            mid_idx[im] = i
-            im += 1
+    n_zero, n_one, n_unseen, n_mid = zero_idx.size, one_idx.size, unseen_idx.size, mid_idx.size
     fixed = n_unseen * default_n + n_zero * negative + n_one * positive
     low = fixed + n_mid * min_n
     high = m * max_n if fallback else fixed + n_mid * max_n

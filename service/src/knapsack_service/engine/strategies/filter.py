@@ -6,8 +6,7 @@ over 0 < p < 1 (each within [min_n, max_n]).
 
 from __future__ import annotations
 
-import numpy as np
-
+from knapsack_service.engine._kernels_knapsack import fixed_counts
 from knapsack_service.engine.limits import Limits
 from knapsack_service.engine.solve import objective
 from knapsack_service.engine.strategies._base import (
@@ -23,14 +22,12 @@ from knapsack_service.engine.strategies.uniform import even_counts
 def _filter(problem: Problem, limits: Limits) -> AllocationResult:
     rates = problem.rates
     assert rates is not None
-    unseen = np.isnan(rates)
-    middle = ~unseen & (rates > 0.0) & (rates < 1.0)
-    fixed = int(unseen.sum()) * limits.default_n
-    mid = int(middle.sum())
+    # The knapsack's classes with p = 0, p = 1 and 0 < p < 1 starting at 0.
+    _, n, _, _, _, _, mid_idx = fixed_counts(rates, 0, limits.default_n, 0, 0)
+    fixed = int(n.sum())
+    mid = mid_idx.size
     check_range(problem.budget, fixed + mid * limits.min_n, fixed + mid * limits.max_n)
-    n = np.zeros(rates.size, np.int64)
-    n[unseen] = limits.default_n
-    n[middle] = even_counts(int(problem.budget) - fixed, mid)
+    n[mid_idx] = even_counts(int(problem.budget) - fixed, mid)
     return AllocationResult(n=n, value=objective(n, p=rates))
 
 

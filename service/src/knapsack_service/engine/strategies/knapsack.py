@@ -107,15 +107,16 @@ def allocate_rates(
     return n
 
 
-def _with_costs(rates: np.ndarray, budget: float, costs: np.ndarray, limits: Limits):
-    unseen = np.isnan(rates)
-    zero = rates == 0.0
-    one = rates == 1.0
-    middle = ~(unseen | zero | one)
-    n = np.zeros(rates.size, np.int64)
-    n[unseen] = limits.default_n
-    n[zero] = limits.negative_n
-    n[one] = limits.positive_n
+def _with_costs(
+    rates: np.ndarray, budget: float, costs: np.ndarray, limits: Limits
+) -> AllocationResult:
+    """Fixed counts as without costs; the cost-aware solver serves 0 < p < 1 prompts."""
+    _, n, _, _, _, _, mid_idx = kk.fixed_counts(
+        rates, limits.min_n, limits.default_n, limits.positive_n, limits.negative_n
+    )
+    middle = np.zeros(rates.size, bool)
+    middle[mid_idx] = True
+    n[middle] = 0
     fixed_cost = float(np.dot(n, costs))
     low = fixed_cost + limits.min_n * float(costs[middle].sum())
     if budget < low:
