@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from knapsack_service import __version__
 from knapsack_service.api.bodies import add_body_schemas
+from knapsack_service.api.docs import install_docs
 from knapsack_service.api.routes import ops, runs, solve
 from knapsack_service.errors import install_error_handlers
 from knapsack_service.health import watch_health
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         version=__version__,
         summary="Rollout budgets for GRPO by knapsack (Li et al., 2025).",
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs
+        redoc_url=None,  # no packaged assets: a CDN page would be blank offline
     )
     install_error_handlers(app)
     app.add_middleware(
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(solve.router)
     app.include_router(runs.router)
     add_body_schemas(app)
+    install_docs(app)
     return app
 
 
