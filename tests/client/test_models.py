@@ -124,3 +124,33 @@ def test_cross_field_checks_name_the_result(app_http: TestClient) -> None:
         assert response.status_code == 422, response.text
         assert response.json()["error"]["details"][0]["field"] == field
     assert app_http.get("/v1/runs/models-run").json()["counters"]["reports"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value"),
+    [
+        ("report", "results.1.trials", "8"),
+        ("report", "step", "0"),
+        ("solve", "success_rates.0", "0.5"),
+        ("solve", "budget", "12"),
+    ],
+)
+def test_a_numeric_string_is_not_a_number(
+    app_http: TestClient, kind: str, path: str, value: str
+) -> None:
+    """The schema says integer/number: a string is refused (lax mode used to convert it)."""
+    app_http.put("/v1/runs/models-run", json={})
+    base, route = (
+        (REPORT, "/v1/runs/models-run/outcomes") if kind == "report" else (SOLVE, "/v1/solve")
+    )
+    response = app_http.post(route, json=with_value(base, path, value))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == path
+
+
+def test_integer_fields_stay_integers_in_the_schema(app_http: TestClient) -> None:
+    schemas = app_http.get("/openapi.json").json()["components"]["schemas"]
+    trials = schemas["PromptResult"]["properties"]["trials"]["anyOf"][0]
+    assert trials == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    max_n = schemas["SolveRequest"]["properties"]["max_n"]
+    assert max_n["type"] == "integer" and max_n["maximum"] == 4096
