@@ -152,3 +152,18 @@ def test_unreachable_report_stays_in_the_journal(tmp_path: Path) -> None:
     (entry,) = Journal(journal).pending()
     assert entry.run_id == "run"
     assert entry.body == json.loads(script.requests[-1].content)
+
+
+def test_408_is_retried_and_a_refused_report_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """408 means "not now" (retried, kept); 409 means never (dropped with a logged error)."""
+    journal = tmp_path / "reports.jsonl"
+    script = Script([error(408, "request_timeout"), ok(ACK)])
+    assert make_client(script, journal_path=journal).report("run", 0, RESULTS).accepted == 1
+    assert len(script.requests) == 2 and Journal(journal).pending() == []
+    script = Script([error(409, "report_conflict", details=[{"field": "report_id"}])])
+    with caplog.at_level(logging.ERROR, logger="knapsack_client"), pytest.raises(InvalidRequest):
+        make_client(script, journal_path=journal).report("run", 1, RESULTS)
+    assert Journal(journal).pending() == []
+    assert any("dropped" in record.getMessage() for record in caplog.records)
