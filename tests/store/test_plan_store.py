@@ -12,7 +12,7 @@ import pytest
 
 from knapsack_service.store import MemoryStore, RedisStore, RunNotFound, Store, create_store
 from knapsack_service.store.keys import RunKeys
-from knapsack_service.store.redis_store import build_client
+from knapsack_service.store.redis_client import build_client
 from tests.store.conftest import StoreRunner, store_runner
 
 SETTINGS = "{}"

@@ -285,3 +285,14 @@ def test_a_refused_connection_is_unavailable_with_nothing_changed() -> None:
         assert not isinstance(refused.value, OutcomeUnknown)
 
     run(f"redis://127.0.0.1:{find_free_port()}/0", body)
+
+
+def test_memory_usage_reports_used_memory_and_maxmemory() -> None:
+    with RedisServer(extra_args=("--maxmemory", "64mb")) as server:
+
+        async def body(store: RedisStore) -> None:
+            usage = await store.memory_usage()
+            assert usage.max_bytes == 64 * 2**20
+            assert 0 < usage.used_bytes < usage.max_bytes
+
+        run(server.url, body)

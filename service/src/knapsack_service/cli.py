@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from knapsack_service.settings import get_settings
+from knapsack_service.settings import MEMORY_STORE_WORKERS_MESSAGE, get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         help="uvicorn worker processes (KRL_WORKERS)",
     )
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.workers > 1 and not settings.redis_url:
+        parser.error(f"--workers {args.workers}: {MEMORY_STORE_WORKERS_MESSAGE}")
     if args.command == "serve":
         uvicorn.run(
             "knapsack_service.main:app_from_environment",

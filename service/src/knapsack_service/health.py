@@ -51,6 +51,19 @@ async def refresh_health(state: ServiceState) -> Health:
     return health
 
 
+async def refresh_store_memory(state: ServiceState) -> None:
+    """Export the store's memory use and limit (the Redis memory alert's input)."""
+    try:
+        usage = await asyncio.wait_for(
+            state.store.memory_usage(), timeout=state.settings.redis_timeout * 2
+        )
+    except (StoreError, TimeoutError, OSError):
+        return  # the ping above already counts the outage
+    if usage is not None:
+        state.metrics.store_memory_used.set(usage.used_bytes)
+        state.metrics.store_memory_max.set(usage.max_bytes)
+
+
 async def compile_kernels(state: ServiceState) -> None:
     """Compile (or load) the engine's kernels in a daemon thread.
 
@@ -94,4 +107,5 @@ async def watch_health(state: ServiceState) -> None:
     await compile_kernels(state)
     while True:
         await refresh_health(state)
+        await refresh_store_memory(state)
         await asyncio.sleep(HEALTH_INTERVAL_SECONDS)

@@ -146,6 +146,16 @@ class ServiceMetrics:
             "krl_store_errors", "Store operations that failed.", ["operation"], registry=r
         )
         self.store_up = Gauge("krl_store_up", "1 when the last store call succeeded.", registry=r)
+        self.store_memory_used = Gauge(
+            "krl_store_memory_used_bytes",
+            "Memory the store (Redis used_memory; a cluster's fullest node) uses.",
+            registry=r,
+        )
+        self.store_memory_max = Gauge(
+            "krl_store_memory_max_bytes",
+            "The store's memory limit (Redis maxmemory); 0 when none is set.",
+            registry=r,
+        )
         self.ready = Gauge(
             "krl_ready", "1 once kernels are compiled and the store answers.", registry=r
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -48,6 +48,13 @@ def parse_tokens(raw: str) -> tuple[TokenGrant, ...]:
         scoped = tuple(p.strip() for p in patterns.split("|") if p.strip())
         grants.append(TokenGrant(token=token, run_patterns=scoped))
     return tuple(grants)
+
+
+#: Why the memory store refuses several worker processes (settings and CLI both say it).
+MEMORY_STORE_WORKERS_MESSAGE = (
+    "the memory store (no KRL_REDIS_URL) lives in one process: with several workers each "
+    "would keep its own runs and answer 404 for the others'; set KRL_REDIS_URL or use 1 worker"
+)
 
 
 class Settings(BaseSettings):
@@ -99,6 +106,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Bytes per second a body must average after its first 2 s; slower: 408.",
     )
+
+    @model_validator(mode="after")
+    def _one_process_for_the_memory_store(self) -> Settings:
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError(MEMORY_STORE_WORKERS_MESSAGE)
+        return self
 
     @field_validator("api_tokens", mode="before")
     @classmethod

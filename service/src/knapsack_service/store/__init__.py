@@ -12,6 +12,7 @@ from knapsack_service.store.base import (
     PromptBatch,
     ReportToApply,
     Store,
+    StoreMemory,
 )
 from knapsack_service.store.errors import (
     CounterOverflow,
@@ -73,6 +74,7 @@ __all__ = [
     "RunNotFound",
     "Store",
     "StoreError",
+    "StoreMemory",
     "StoreUnavailable",
     "create_store",
 ]

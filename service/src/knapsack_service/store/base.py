@@ -212,6 +212,21 @@ class PlanClaim:
     plan: bytes
 
 
+@dataclass(frozen=True)
+class StoreMemory:
+    """How much memory the backend uses and may use (what the memory alert watches).
+
+    Attributes:
+        used_bytes: Memory in use (Redis `used_memory`; on a cluster, the fullest
+            node's).
+        max_bytes: Its limit (`maxmemory`); 0 when none is set.
+
+    """
+
+    used_bytes: int
+    max_bytes: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """Per-run settings and per-prompt success statistics (Redis or memory).
@@ -278,6 +293,10 @@ class Store(Protocol):
         """Ids of the runs created and not deleted, sorted."""
         ...
 
+    async def memory_usage(self) -> StoreMemory | None:
+        """The backend's memory use and limit; None where it has no separate memory."""
+        ...
+
 
 __all__ = [
     "MAX_GROUP_COUNT",
@@ -289,5 +308,6 @@ __all__ = [
     "PromptBatch",
     "ReportToApply",
     "Store",
+    "StoreMemory",
     "report_digest",
 ]

@@ -239,5 +239,9 @@ class MemoryStore:
         with self._lock:
             return sorted(self._runs)
 
+    async def memory_usage(self) -> None:
+        """None: the runs live in the service's own memory (watched as the process's)."""
+        return None
+
 
 __all__ = ["MemoryStore"]
