@@ -402,6 +402,11 @@ class LookupRequest(_Request):
     """`POST /v1/runs/{run_id}/prompts/lookup`."""
 
     prompt_ids: list[Identifier] = Field(min_length=1)
+    step: Step | None = Field(
+        default=None,
+        description="Estimate as an allocation at this step would; default the run's "
+        "last reported step.",
+    )
 
 
 class PromptStats(_Response):

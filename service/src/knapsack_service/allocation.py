@@ -50,7 +50,7 @@ from knapsack_service.engine import (
     window_counts,
     window_estimate,
 )
-from knapsack_service.runs import check_count, settings_from_store
+from knapsack_service.runs import check_count, check_step, settings_from_store
 from knapsack_service.state import ServiceState
 from knapsack_service.step_plans import keep_plan
 from knapsack_service.store import PromptBatch, RunNotFound, StoreUnavailable
@@ -288,6 +288,7 @@ async def allocate(state: ServiceState, run_id: str, request: AllocationRequest)
     except StoreUnavailable as exc:
         return await _degraded(state, run_id, request, exc, "read_batch")
     settings = settings_from_store(state.known_runs, run_id, raw_settings)
+    await check_step(state.store, state.known_runs, state.settings, run_id, request.step)
     estimates = await _off_loop_if_large(size, estimate, settings, batch, request.step)
     plan = run_plan(settings, request)
     bayes = plan.strategy == "knapsack-bayes"
@@ -435,17 +436,31 @@ async def wait_for_summary(state: ServiceState, run_id: str) -> None:
 
 
 async def lookup(state: ServiceState, run_id: str, request: LookupRequest) -> bytes:
-    """Raw cumulative counts and the run's current estimate of each prompt."""
+    """Raw cumulative counts and the run's estimate of each prompt.
+
+    The estimate is the one an allocation at `request.step` would use, by default at
+    the run's last reported step: it depends on the prompt and the run only, never on
+    the other ids of the request (issue 12, item 10).
+    """
     size = len(request.prompt_ids)
     check_count(state.settings, "prompt_ids", size)
-    raw_settings, batch = await state.store.read_batch(run_id, request.prompt_ids)
+    if request.step is None:
+        (raw_settings, batch), counters = await asyncio.gather(
+            state.store.read_batch(run_id, request.prompt_ids),
+            state.store.read_counters(run_id),
+        )
+        now = counters["last_step"] or 0
+    else:
+        raw_settings, batch = await state.store.read_batch(run_id, request.prompt_ids)
+        now = request.step
     settings = settings_from_store(state.known_runs, run_id, raw_settings)
-    return await _off_loop_if_large(size, _lookup_json, settings, batch, request.prompt_ids)
+    return await _off_loop_if_large(size, _lookup_json, settings, batch, request.prompt_ids, now)
 
 
-def _lookup_json(settings: RunSettings, batch: PromptBatch, prompt_ids: list[str]) -> bytes:
+def _lookup_json(
+    settings: RunSettings, batch: PromptBatch, prompt_ids: list[str], now: int
+) -> bytes:
     """`LookupResponse` JSON from the batch's columns (no per-prompt Python models)."""
-    now = int(batch.last_step.max(initial=0))
     estimates = estimate(settings, batch, now)
     last_step = np.where(batch.seen, batch.last_step, -1).tolist()
     columns = zip(

@@ -21,7 +21,7 @@ from knapsack_client import (
     StepSummary,
 )
 from knapsack_service.allocation import wait_for_summary
-from knapsack_service.runs import check_count, read_settings
+from knapsack_service.runs import check_count, check_step, read_settings
 from knapsack_service.state import ServiceState
 from knapsack_service.store import (
     ApplyResult,
@@ -86,6 +86,7 @@ async def apply_report(state: ServiceState, run_id: str, report: OutcomeReport) 
     limits = state.settings
     check_count(limits, "results", len(report.results))
     settings = await read_settings(state.store, state.known_runs, run_id)
+    await check_step(state.store, state.known_runs, limits, run_id, report.step)
     decay = settings.estimator.decay if isinstance(settings.estimator, BetaEstimator) else 1.0
     if len(report.results) <= INLINE_GROUPS:
         groups = to_groups(report, settings.success_threshold)
@@ -105,6 +106,7 @@ async def apply_report(state: ServiceState, run_id: str, report: OutcomeReport) 
         metrics.reports.labels("rejected").inc()
         raise
     metrics.store_up.set(1)
+    state.known_runs.note_step(run_id, report.step)
     if result.duplicate:
         metrics.reports.labels("duplicate").inc()
         metrics.duplicate_reports.inc()

@@ -61,6 +61,13 @@ def check_count_limit(field: str, count: int, limit: int) -> None:
         raise InvalidField(field, f"at most {limit} entries per request, got {count}")
 
 
+class _Unknown:
+    """The marker of a last step this process has not read yet."""
+
+
+UNKNOWN = _Unknown()
+
+
 class KnownRuns:
     """The settings of the runs served lately, least recently used dropped first.
 
@@ -70,6 +77,7 @@ class KnownRuns:
     def __init__(self, limit: int = KNOWN_RUNS_LIMIT) -> None:
         self._limit = limit
         self._settings: OrderedDict[str, RunSettings] = OrderedDict()
+        self._last_steps: dict[str, int | None] = {}
         self._lock = Lock()
 
     def remember(self, run_id: str, settings: RunSettings) -> RunSettings:
@@ -78,7 +86,8 @@ class KnownRuns:
             self._settings[run_id] = settings
             self._settings.move_to_end(run_id)
             while len(self._settings) > self._limit:
-                self._settings.popitem(last=False)
+                dropped, _ = self._settings.popitem(last=False)
+                self._last_steps.pop(dropped, None)
         return settings
 
     def get(self, run_id: str) -> RunSettings | None:
@@ -90,9 +99,51 @@ class KnownRuns:
         """The run is gone (deleted, or its settings missing from the store)."""
         with self._lock:
             self._settings.pop(run_id, None)
+            self._last_steps.pop(run_id, None)
+
+    def last_step(self, run_id: str) -> int | _Unknown | None:
+        """The run's last reported step as this process knows it (`UNKNOWN` if never read)."""
+        with self._lock:
+            return self._last_steps.get(run_id, UNKNOWN) if run_id in self._settings else UNKNOWN
+
+    def note_step(self, run_id: str, step: int | None) -> None:
+        """Record a reported step (the run's last step only ever grows)."""
+        with self._lock:
+            if run_id not in self._settings:
+                return
+            known = self._last_steps.get(run_id)
+            if step is not None and (known is None or step > known):
+                self._last_steps[run_id] = step
+            elif run_id not in self._last_steps:
+                self._last_steps[run_id] = known
 
     def __len__(self) -> int:
         return len(self._settings)
+
+
+async def check_step(
+    store: Store, known: KnownRuns, settings: Settings, run_id: str, step: int
+) -> None:
+    """Refuse a step beyond the run's last reported step plus `KRL_MAX_STEP_AHEAD`.
+
+    One report at step 2^31 - 1 would otherwise pin the run's last step and make every
+    later report "late", freezing the Beta estimates for good (issue 12, item 9). A
+    run without reports counts from step 0. The last step is kept per process and
+    read from the store only when unknown, or before refusing (another process may
+    have seen later reports).
+    """
+    last = known.last_step(run_id)
+    if isinstance(last, _Unknown) or step > (last or 0) + settings.max_step_ahead:
+        last = (await store.read_counters(run_id))["last_step"]
+        known.note_step(run_id, last)
+    horizon = (last or 0) + settings.max_step_ahead
+    if step > horizon:
+        since = f"the run's last reported step {last}" if last is not None else "step 0"
+        raise InvalidField(
+            "step",
+            f"step {step} is more than {settings.max_step_ahead} steps beyond {since}"
+            f" (at most {horizon}; KRL_MAX_STEP_AHEAD)",
+        )
 
 
 async def read_settings(store: Store, known: KnownRuns, run_id: str) -> RunSettings:
@@ -143,10 +194,12 @@ async def delete_run(store: Store, known: KnownRuns, run_id: str) -> None:
 
 __all__ = [
     "KNOWN_RUNS_LIMIT",
+    "UNKNOWN",
     "InvalidField",
     "KnownRuns",
     "check_count",
     "check_count_limit",
+    "check_step",
     "delete_run",
     "list_limits",
     "parse_settings",

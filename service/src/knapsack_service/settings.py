@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Prompts one run may track; a report adding more is refused (422).",
     )
+    max_step_ahead: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Steps a report or allocation may lie beyond the run's last reported "
+        "step (or beyond 0 before any report); further is refused (422 naming step).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
