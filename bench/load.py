@@ -5,14 +5,21 @@ redis-server, seeds a run with statistics for 256 prompts, then ramps the number
 concurrent clients (asyncio + httpx, one connection each). Every client alternates an
 allocation of 256 prompts and a report of 256 results (fresh report ids) for
 `--seconds` per level. Per level: requests per second, p50/p99 latency, non-2xx
-answers, and the CPU used by the service processes, redis-server and the load
-generator itself (from /proc/<pid>/stat), which says what saturated first.
+answers (429 and 503 apart), degraded allocations (answered uniformly because the
+store failed: on a healthy Redis there must be none), and the CPU used by the
+service processes, redis-server and the load generator itself (from
+/proc/<pid>/stat), which says what saturated first.
 
 The knee is the highest throughput whose p99 stays under 50 ms. CAUTION: the load
 generator runs on the same machine as the service and Redis; with few cores they
 compete, so the figures are a floor for a real deployment, not a capacity plan.
 
-    python bench/load.py [--workers 1,2] [--levels 1,2,4,8,16,32,64] [--seconds 4] [--json]
+The default ramp goes past `KRL_MAX_CONCURRENCY` (256): up to 256 clients every
+request must succeed (redis-py's default pool of 100 connections used to turn the
+101st concurrent request into a degraded answer or a 503); past it, 429 is the
+designed answer, never 503 or a degraded allocation.
+
+    python bench/load.py [--workers 1,2] [--levels 1,...,256,320] [--seconds 4] [--json]
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from tests.support.service_process import ServiceProcess  # noqa: E402
 PROMPTS = [f"load-prompt-{i:04d}" for i in range(256)]
 RUN = "load-run"
 P99_TARGET_MS = 50.0
+#: The service's KRL_MAX_CONCURRENCY default: levels above it may be answered 429.
+MAX_CONCURRENCY = 256
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,6 +91,10 @@ class Level:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    overloaded_429: int
+    unavailable_503: int
+    degraded: int
+    transport_errors: int
     service_cpu: float
     redis_cpu: float
     loadgen_cpu: float
@@ -121,7 +134,12 @@ def seed_statistics(url: str) -> None:
 
 
 async def client_loop(
-    client: httpx.AsyncClient, index: int, deadline: float, latencies: list[float], bad: list[int]
+    client: httpx.AsyncClient,
+    index: int,
+    deadline: float,
+    latencies: list[float],
+    bad: list[int],
+    degraded: list[int],
 ) -> None:
     sequence = 0
     allocation = {"step": 100, "prompts": PROMPTS}
@@ -148,22 +166,30 @@ async def client_loop(
         latencies.append(time.perf_counter() - started)
         if not response.is_success:
             bad.append(response.status_code)
+        elif sequence % 2 and response.json().get("degraded"):
+            degraded.append(1)
 
 
-async def drive(url: str, concurrency: int, seconds: float) -> tuple[list[float], list[int]]:
+async def drive(
+    url: str, concurrency: int, seconds: float
+) -> tuple[list[float], list[int], list[int]]:
     latencies: list[float] = []
     bad: list[int] = []
+    degraded: list[int] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
         deadline = time.perf_counter() + 0.5  # warm the connections and caches
         await asyncio.gather(
-            *(client_loop(client, i, deadline, [], []) for i in range(concurrency))
+            *(client_loop(client, i, deadline, [], [], []) for i in range(concurrency))
         )
         deadline = time.perf_counter() + seconds
         await asyncio.gather(
-            *(client_loop(client, i, deadline, latencies, bad) for i in range(concurrency))
+            *(
+                client_loop(client, i, deadline, latencies, bad, degraded)
+                for i in range(concurrency)
+            )
         )
-    return latencies, bad
+    return latencies, bad, degraded
 
 
 def measure(
@@ -173,7 +199,7 @@ def measure(
     machine_before = machine_ticks()
     before = [cpu_ticks(p) for p in service_pids], cpu_ticks(redis_pid), os.times()
     started = time.perf_counter()
-    latencies, bad = asyncio.run(drive(service.url, concurrency, seconds))
+    latencies, bad, degraded = asyncio.run(drive(service.url, concurrency, seconds))
     wall = time.perf_counter() - started
     after = [cpu_ticks(p) for p in service_pids], cpu_ticks(redis_pid), os.times()
     machine_after = machine_ticks()
@@ -187,6 +213,10 @@ def measure(
         p50_ms=statistics.median(ordered) * 1000,
         p99_ms=ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000,
         non_2xx=len(bad),
+        overloaded_429=bad.count(429),
+        unavailable_503=bad.count(503),
+        degraded=len(degraded),
+        transport_errors=bad.count(0),
         service_cpu=(sum(after[0]) - sum(before[0])) / TICKS / wall,
         redis_cpu=(after[1] - before[1]) / TICKS / wall,
         loadgen_cpu=own / wall,
@@ -203,7 +233,9 @@ def knee(levels: list[Level]) -> Level | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2", help="worker counts to compare")
-    parser.add_argument("--levels", default="1,2,4,8,16,32,64", help="concurrent clients")
+    parser.add_argument(
+        "--levels", default="1,2,4,8,16,32,64,128,192,256,320", help="concurrent clients"
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per level")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args()
@@ -231,6 +263,7 @@ def main() -> int:
                 print(f"{workers} worker(s): allocate 256 prompts / report 256 results, mixed")
                 print(
                     f"{'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non2xx':>6} "
+                    f"{'429':>6} {'503':>4} {'degr':>4} {'conn':>4} "
                     f"{'svc cpu':>7} {'redis':>6} {'loadgen':>7} {'machine':>7}  saturated"
                 )
             for concurrency in [int(c) for c in args.levels.split(",")]:
@@ -251,12 +284,16 @@ def main() -> int:
                 else:
                     print(
                         f"{concurrency:>7} {level.rps:>8.0f} {level.p50_ms:>7.1f} "
-                        f"{level.p99_ms:>7.1f} {level.non_2xx:>6} {level.service_cpu:>7.0%} "
+                        f"{level.p99_ms:>7.1f} {level.non_2xx:>6} {level.overloaded_429:>6} "
+                        f"{level.unavailable_503:>4} {level.degraded:>4} "
+                        f"{level.transport_errors:>4} {level.service_cpu:>7.0%} "
                         f"{level.redis_cpu:>6.0%} {level.loadgen_cpu:>7.0%} "
                         f"{level.machine_busy:>7.0%}  "
                         f"{level.bottleneck(cores)}"
                     )
-                if level.non_2xx:
+                # Within the limit everything must succeed; past it only 429 is allowed.
+                allowed = level.overloaded_429 if concurrency > MAX_CONCURRENCY else 0
+                if level.non_2xx - allowed or level.degraded:
                     exit_status = 1
             best = knee(levels)
             peak = max(levels, key=lambda level: level.rps)

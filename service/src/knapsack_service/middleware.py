@@ -48,6 +48,12 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 Rejection = tuple[int, str, str, str, dict[str, str] | None]
 
 
+def _announces_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request says a body follows (a non-zero length, or chunked)."""
+    length = headers.get(b"content-length", b"").strip()
+    return b"transfer-encoding" in headers or (bool(length) and length != b"0")
+
+
 class _BodyRefused(Exception):
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection[2])
@@ -131,7 +137,9 @@ class ServiceMiddleware:
                 message = f"more than {self.max_concurrency} requests in flight; retry shortly"
                 rejection = 429, "overloaded", message, "overload", {"Retry-After": "1"}
             if rejection is not None:
-                await self._refuse(rejection, scope, receive, send_with_id)
+                await self._refuse(
+                    rejection, scope, receive, send_with_id, body_unread=_announces_body(headers)
+                )
                 return
             self.inflight += 1
             self.metrics.inflight.inc()
@@ -140,7 +148,9 @@ class ServiceMiddleware:
                     try:
                         receive = await self._read_body(receive)
                     except _BodyRefused as refused:
-                        await self._refuse(refused.rejection, scope, receive, send_with_id)
+                        await self._refuse(
+                            refused.rejection, scope, receive, send_with_id, body_unread=True
+                        )
                         return
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -166,10 +176,23 @@ class ServiceMiddleware:
             request_id_var.reset(token)
 
     async def _refuse(
-        self, rejection: Rejection, scope: Scope, receive: Receive, send: Send
+        self,
+        rejection: Rejection,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        body_unread: bool,
     ) -> None:
+        """Answer a refusal; close the connection when a body was left unread.
+
+        Kept alive, the server would go on reading (and discarding) the rest of the
+        body on its event loop: 13 MB uploads without a token then cost everyone.
+        """
         status, code, message, reason, extra = rejection
         self.metrics.rejected.labels(reason).inc()
+        if body_unread:
+            extra = {**(extra or {}), "Connection": "close"}
         response = error_response(status, code, message, headers=extra)
         await response(scope, receive, send)
 
@@ -254,4 +277,4 @@ class ServiceMiddleware:
             f"within {self.body_timeout:g} s and at {self.body_min_rate:g} bytes/s or more "
             f"after the first {BODY_GRACE_SECONDS:g} s"
         )
-        return 408, "body_timeout", message, "body_timeout", {"Connection": "close"}
+        return 408, "body_timeout", message, "body_timeout", None
