@@ -1,4 +1,4 @@
-"""Wire models of the knapsack-rl HTTP API, version 1 (`shared/API.md`).
+"""Wire models of the knapsack-rl HTTP API, version 1 (`docs/API.md`).
 
 They are defined once, here, and the service imports them: a trainer that installs
 only this package validates exactly what the service validates. Requests forbid

@@ -29,6 +29,7 @@ from starlette.routing import Match, Route
 
 from knapsack_service.engine.errors import EngineInputError, InfeasibleBudget
 from knapsack_service.runs import InvalidField
+from knapsack_service.step_plans import PlanConflict
 from knapsack_service.store import (
     OutcomeUnknown,
     ReportConflict,
@@ -185,6 +186,11 @@ def install_error_handlers(app: FastAPI) -> None:
             detail["low"] = exc.low
             detail["high"] = None if math.isinf(exc.high) else exc.high
         return error_response(422, "invalid_request", f"{exc.field}: {exc}", [detail])
+
+    @app.exception_handler(PlanConflict)
+    async def _plan_conflict(_: Request, exc: PlanConflict) -> JSONResponse:
+        details = [{"field": "step", "message": str(exc)}]
+        return error_response(409, "plan_conflict", str(exc), details)
 
     @app.exception_handler(InvalidField)
     async def _invalid_field(_: Request, exc: InvalidField) -> JSONResponse:

@@ -25,7 +25,6 @@ import zlib
 from dataclasses import dataclass
 
 from knapsack_client import AllocationRequest
-from knapsack_service.errors import ApiError
 from knapsack_service.store import Store
 
 #: Version tag at the start of every stored plan.
@@ -85,20 +84,27 @@ def decode_plan(blob: bytes) -> tuple[bytes, bytes]:
     return digest, zlib.decompress(blob[head + _DIGEST_BYTES :])
 
 
-def plan_conflict(step: int) -> ApiError:
-    """409: the step's prompts were planned under different request fields."""
-    message = (
-        f"step {step} was already planned for these prompts with other request fields"
-        " (budget, workers, min_n, max_n, strategy or split_groups); every rank must send"
-        " the same request for a step. A new plan needs a new run or another step."
-    )
-    return ApiError(409, "plan_conflict", message, details=[{"field": "step", "message": message}])
+class PlanConflict(Exception):
+    """The step's prompts were planned under different request fields (the API: 409)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(
+            f"step {step} was already planned for these prompts with other request fields"
+            " (budget, workers, min_n, max_n, strategy or split_groups); every rank must send"
+            " the same request for a step. A new plan needs a new run or another step."
+        )
+        self.step = step
+
+
+def plan_conflict(step: int) -> PlanConflict:
+    """The domain error for a step planned under other request fields."""
+    return PlanConflict(step)
 
 
 async def keep_plan(store: Store, run_id: str, request: AllocationRequest, body: bytes) -> KeptPlan:
     """Keep `body` (the answer's JSON) as the step's plan, or return the plan kept before.
 
-    Raises `ApiError` 409 when the step's prompts were planned for a different
+    Raises `PlanConflict` (409) when the step's prompts were planned for a different
     request; store errors (`RunNotFound`, `StoreUnavailable`) pass through.
     """
     identity = identify(request)
@@ -115,6 +121,7 @@ __all__ = [
     "PLAN_FORMAT",
     "PLAN_HEADER",
     "KeptPlan",
+    "PlanConflict",
     "PlanIdentity",
     "decode_plan",
     "encode_plan",

@@ -20,8 +20,8 @@ run, so it runs on the master owning that run's slot; `krl:runs` is only ever to
 by single-key commands (`put_settings`' pipeline sends SET and SADD as two commands,
 which a cluster pipeline routes to their two masters).
 
-Every read of a batch is one script call (one round trip); every report is one
-script, applied all or nothing and deduplicated by report id inside the script, so a
+Every read of a batch is one pipeline (GET + HMGET, one round trip); every report is
+one script, applied all or nothing and deduplicated by report id inside the script, so a
 retry by anyone (client, service, redis-py) can never apply it twice.
 """
 

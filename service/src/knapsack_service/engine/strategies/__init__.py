@@ -1,4 +1,4 @@
-"""Allocation strategies of `shared/API.md` ("Stateless solve"): one entry point, `allocate`.
+"""Allocation strategies of `docs/API.md` ("Stateless solve"): one entry point, `allocate`.
 
 Each strategy is one module of this package that registers a `Strategy` (its wire
 name, what it needs, its solver) when it loads; every module here not starting with
