@@ -17,7 +17,7 @@ VLLM_STAMP  := $(VENV)/.stamp-vllm
 TOOLS_STAMP := $(VENV)/.stamp-deploy-tools
 TRL_STAMP   := $(VENV)/.stamp-trl
 
-.PHONY: demo test test-fast system lint lint-deploy bench fuzz chaos load train-tiny train-compare trl-tiny serve clean venv
+.PHONY: demo test test-fast system lint lint-deploy bench fuzz chaos load train-tiny train-compare trl-tiny verl-venv serve clean venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,18 @@ train-tiny: $(VLLM_STAMP)
 # Knapsack vs uniform at equal rollouts: 4 paired seeds, held-out prompts (BENCHMARKS.md).
 train-compare: $(VLLM_STAMP)
 	$(PY) bench/train_compare.py
+
+# verl 0.9.1 pins transformers < 5.11: its own environment, for the CPU checks of
+# knapsack_trainer.integrations.verl (tests/integrations/test_verl_on_cpu.py runs
+# them when it exists, and skips otherwise).
+VERL_VENV := .venv-verl
+$(VERL_VENV)/.stamp: client/pyproject.toml trainer_adapter/pyproject.toml
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip --disable-pip-version-check -q install verl==0.9.1 $(TORCH_PIN) 'TransferQueue>=0.1.10' cachetools uvicorn fastapi
+	$(VERL_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e client -e trainer_adapter
+	touch $@
+
+verl-venv: $(VERL_VENV)/.stamp
 
 # TRL's GRPOTrainer with knapsack group sizes on a tiny local Qwen2 (ARGS="--nproc 2 --json").
 trl-tiny: $(TRL_STAMP)
