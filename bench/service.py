@@ -121,6 +121,20 @@ def seed_allocation_run(client: httpx.Client, run: str, prompts: list[str]) -> N
         )
 
 
+_FIRST_FREE_STEP = [2]  # the seeding reports take steps 0 and 1
+
+
+def next_steps(count: int) -> int:
+    """The first of `count` steps no allocation of this process used yet.
+
+    Steps stay close to the run's last reported step: the service refuses steps more
+    than KRL_MAX_STEP_AHEAD beyond it.
+    """
+    first = _FIRST_FREE_STEP[0]
+    _FIRST_FREE_STEP[0] += count
+    return first
+
+
 def allocation_bodies(prompts: list[str], first_step: int, count: int) -> list[bytes]:
     """Encoded allocation requests, one per step.
 
@@ -139,7 +153,7 @@ def allocate_latencies(url: str, requests: int, run: str = "bench-alloc") -> lis
     headers = {"Content-Type": "application/json"}
     with httpx.Client(base_url=url, timeout=10) as client:
         seed_allocation_run(client, run, prompts)
-        step = int(time.time() * 1000) % 1_000_000_000  # fresh steps across rounds
+        step = next_steps(requests + 20)
         for body in allocation_bodies(prompts, step, 20):  # warm connections and caches
             client.post(f"/v1/runs/{run}/allocations", content=body, headers=headers)
         latencies = []
@@ -179,7 +193,7 @@ def bench_allocate_vs_floor(url: str, redis_url: str, requests: int) -> list[dic
     with httpx.Client(base_url=url, timeout=10) as client:
         seed_allocation_run(client, run, prompts)
         assert all(r.hmget(key, fields)), "the bench's key layout no longer matches the store"
-        step = int(time.time() * 1000) % 1_000_000_000
+        step = next_steps(requests + 20)
         for body in allocation_bodies(prompts, step, 20):  # warm connections and caches
             client.post(f"/v1/runs/{run}/allocations", content=body, headers=headers)
             client.get("/healthz")

@@ -302,8 +302,7 @@ async def allocate(state: ServiceState, run_id: str, request: AllocationRequest)
     except StoreUnavailable as exc:  # an answer no other rank could get: degrade
         return await _degraded(state, run_id, request, exc, "claim_plan")
     if kept.created:
-        _count_allocation(state, plan.strategy, solution.n, estimates.p_hat, degraded=False)
-        _record_in_summary(state, run_id, request.step, solution.n, estimates.p_hat)
+        _record_in_summary(state, run_id, request.step, plan.strategy, solution.n, estimates.p_hat)
     return Answer(kept.body, "created" if kept.created else "replayed")
 
 
@@ -394,15 +393,18 @@ def _count_allocation(
 
 
 def _record_in_summary(
-    state: ServiceState, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+    state: ServiceState, run_id: str, step: int, strategy: str, n: np.ndarray, p_hat: np.ndarray
 ) -> None:
-    """Count the allocation in the step summary without holding the answer for it.
+    """Count the allocation in the metrics and the step summary after the answer.
+
+    Neither changes the answer, so both run in a task that starts once the handler
+    has returned (about 0.15 ms of a 1024-prompt answer's path, plus a round trip).
 
     The write runs as a task; `summary_writes` keeps it until it finishes, and a
     summary read of the run awaits the run's pending writes first (`wait_for_summary`),
     so this process never shows a summary older than its own answers.
     """
-    task = asyncio.ensure_future(_write_summary(state, run_id, step, n, p_hat))
+    task = asyncio.ensure_future(_write_summary(state, run_id, step, strategy, n, p_hat))
     pending = state.summary_writes.setdefault(run_id, set())
     pending.add(task)
 
@@ -415,8 +417,9 @@ def _record_in_summary(
 
 
 async def _write_summary(
-    state: ServiceState, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+    state: ServiceState, run_id: str, step: int, strategy: str, n: np.ndarray, p_hat: np.ndarray
 ) -> None:
+    _count_allocation(state, strategy, n, p_hat, degraded=False)
     try:
         await state.store.record_allocation(run_id, step, n, p_hat)
     except StoreUnavailable as exc:  # the answer stands; only the summary misses it
