@@ -27,6 +27,7 @@ from knapsack_service.store import (
 from knapsack_service.store.cluster import is_cluster_url, parse_cluster_url
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.redis_store import translate_redis_error
+from knapsack_service.summaries import allocation_increments
 from tests.store import test_store_contract as contract
 from tests.store.conftest import StoreRunner, store_runner
 from tests.support.redis_cluster import LocalRedisCluster
@@ -75,9 +76,11 @@ def test_each_run_lives_on_one_master_and_runs_spread(
                 await store.put_settings(run_id, "{}")
                 report = ReportToApply(f"r{step}", step, 0.9, (GroupOutcome("p", 1, 2),))
                 assert not (await store.apply_report(run_id, report)).duplicate
-                await store.record_allocation(run_id, step, np.array([2]), np.array([0.5]))
+                await store.record_allocation(
+                    run_id, step, allocation_increments(np.array([2]), np.array([0.5]))
+                )
                 assert (await store.read_counters(run_id))["reports"] == 1
-                assert [s["step"] for s in await store.read_summary(run_id)] == [step]
+                assert [step for step, _ in await store.read_summary(run_id)] == [step]
             assert await store.list_runs() == sorted(run_ids)
         finally:
             await store.close()

@@ -16,7 +16,6 @@ from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
     RING_BITS,
     PromptRecord,
-    allocation_increments,
     apply_group,
     decode_record,
     decode_records,
@@ -24,6 +23,7 @@ from knapsack_service.store.records import (
     group_bits,
     round_to_float32,
 )
+from knapsack_service.summaries import allocation_increments
 
 
 def bits_of(value: int, width: int) -> str:

@@ -22,6 +22,7 @@ from knapsack_service.store import (
 )
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import encode_record
+from knapsack_service.summaries import allocation_increments
 from tests.store.test_store_contract import SETTINGS, expected_records, random_reports
 from tests.support.redis_server import RedisServer, find_free_port
 
@@ -52,7 +53,9 @@ def test_every_key_of_a_run_carries_its_hash_tag(redis_url: str) -> None:
     async def body(store: RedisStore) -> None:
         await store.put_settings(run_id, SETTINGS)
         await store.apply_report(run_id, report)
-        await store.record_allocation(run_id, 3, np.array([2]), np.array([0.5]))
+        await store.record_allocation(
+            run_id, 3, allocation_increments(np.array([2]), np.array([0.5]))
+        )
 
     run(redis_url, body)
     prefix = RunKeys(run_id).prefix.encode()
@@ -75,7 +78,9 @@ def test_delete_removes_exactly_the_runs_keys(redis_url: str) -> None:
             await store.put_settings(run_id, SETTINGS)
             await store.apply_report(run_id, report)
             await store.apply_report(run_id, ReportToApply("r2", 2, 1.0, report.groups))
-            await store.record_allocation(run_id, 7, np.array([2]), np.array([0.5]))
+            await store.record_allocation(
+                run_id, 7, allocation_increments(np.array([2]), np.array([0.5]))
+            )
 
     run(redis_url, fill)
     keys_per_run = {

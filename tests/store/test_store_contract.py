@@ -21,9 +21,16 @@ from knapsack_service.store.records import (
     PromptRecord,
     apply_group,
 )
+from knapsack_service.summaries import allocation_increments, summary_from_fields
 from tests.store.conftest import StoreRunner
 
 SETTINGS = '{"strategy": "knapsack", "min_n": 2}'
+
+
+def summaries_of(rows: list[tuple[int, dict[str, int]]]) -> list[dict]:
+    """The store's raw step counters as the contract's summary fields."""
+    return [summary_from_fields(step, fields) for step, fields in rows]
+
 
 ODD_IDS = [
     "a/b",
@@ -192,7 +199,7 @@ def test_duplicate_report_counts_once(run_with_store: StoreRunner) -> None:
         assert counters["reports"] == 1
         assert counters["duplicate_reports"] == 2
         assert counters["rollouts"] == 2
-        (summary,) = await store.read_summary("run")
+        (summary,) = summaries_of(await store.read_summary("run"))
         assert summary["step"] == 1 and summary["groups"] == 1
 
     run_with_store(body)
@@ -205,7 +212,9 @@ def test_report_for_missing_run_changes_nothing(run_with_store: StoreRunner) -> 
         with pytest.raises(RunNotFound):
             await store.apply_report("ghost", report)
         with pytest.raises(RunNotFound):
-            await store.record_allocation("ghost", 1, np.array([2]), np.array([0.5]))
+            await store.record_allocation(
+                "ghost", 1, allocation_increments(np.array([2]), np.array([0.5]))
+            )
         with pytest.raises(RunNotFound):
             await store.read_counters("ghost")
         with pytest.raises(RunNotFound):
@@ -248,7 +257,7 @@ def test_concurrent_reporters_give_exact_totals(run_with_store: StoreRunner) -> 
         assert counters["results"] == 8 * len(prompts)
         assert counters["rollouts"] == sum(g.trials for r in reports for g in r.groups)
         assert counters["successes"] == sum(g.successes for r in reports for g in r.groups)
-        (summary,) = await store.read_summary("run")
+        (summary,) = summaries_of(await store.read_summary("run"))
         assert summary["rollouts"] == counters["rollouts"]
         assert summary["groups"] == 8 * len(prompts)
 
@@ -312,10 +321,12 @@ def test_summary_counters(run_with_store: StoreRunner) -> None:
         await store.record_allocation(
             "run",
             4,
-            np.array([0, 1, 2, 3, 4, 8, 9, 128, 129, 6], dtype=np.int64),
-            np.array([np.nan, 0.0, 1.0, 0.2, 0.2000001, 0.5, 0.8, 0.95, 0.05, np.nan]),
+            allocation_increments(
+                np.array([0, 1, 2, 3, 4, 8, 9, 128, 129, 6], dtype=np.int64),
+                np.array([np.nan, 0.0, 1.0, 0.2, 0.2000001, 0.5, 0.8, 0.95, 0.05, np.nan]),
+            ),
         )
-        summaries = await store.read_summary("run")
+        summaries = summaries_of(await store.read_summary("run"))
         assert [s["step"] for s in summaries] == [2, 4]
         step4 = summaries[1]
         assert step4["rollouts"] == 14
@@ -349,9 +360,9 @@ def test_summary_counters(run_with_store: StoreRunner) -> None:
             "1": {"prompts": 1, "rollouts": 2},
         }
         assert summaries[0]["budget_histogram"] == {} and summaries[0]["groups"] == 1
-        assert [s["step"] for s in await store.read_summary("run", last=1)] == [4]
+        assert [step for step, _ in await store.read_summary("run", last=1)] == [4]
         assert await store.read_summary("run", last=0) == []
-        assert [s["step"] for s in await store.read_summary("run", last=5)] == [2, 4]
+        assert [step for step, _ in await store.read_summary("run", last=5)] == [2, 4]
         assert (await store.read_counters("run"))["allocations"] == 1
 
     run_with_store(body)
@@ -364,7 +375,9 @@ def test_delete_run_removes_it_and_only_it(run_with_store: StoreRunner) -> None:
         for run_id in ("doomed", "kept"):
             await store.put_settings(run_id, SETTINGS)
             await store.apply_report(run_id, report)
-            await store.record_allocation(run_id, 1, np.array([2]), np.array([0.5]))
+            await store.record_allocation(
+                run_id, 1, allocation_increments(np.array([2]), np.array([0.5]))
+            )
         assert await store.delete_run("doomed") is True
         assert await store.delete_run("doomed") is False
         assert await store.get_settings("doomed") is None

@@ -54,6 +54,7 @@ from knapsack_service.runs import check_count, check_step, settings_from_store
 from knapsack_service.state import ServiceState
 from knapsack_service.step_plans import keep_plan
 from knapsack_service.store import PromptBatch, RunNotFound, StoreUnavailable
+from knapsack_service.summaries import allocation_increments
 
 logger = logging.getLogger("knapsack_service.allocation")
 
@@ -421,7 +422,7 @@ async def _write_summary(
 ) -> None:
     _count_allocation(state, strategy, n, p_hat, degraded=False)
     try:
-        await state.store.record_allocation(run_id, step, n, p_hat)
+        await state.store.record_allocation(run_id, step, allocation_increments(n, p_hat))
     except StoreUnavailable as exc:  # the answer stands; only the summary misses it
         record_store_error(state, "record_allocation", exc)
     except RunNotFound:  # deleted after the answer: nothing left to count in

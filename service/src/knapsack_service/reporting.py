@@ -30,6 +30,7 @@ from knapsack_service.store import (
     ReportToApply,
     StoreUnavailable,
 )
+from knapsack_service.summaries import summary_from_fields
 
 
 def to_group(result: PromptResult, success_threshold: float) -> GroupOutcome:
@@ -149,8 +150,11 @@ async def run_summary(state: ServiceState, run_id: str, last: int | None) -> byt
     return await run_in_threadpool(_summary_json, run_id, rows)
 
 
-def _summary_json(run_id: str, rows: list[dict[str, Any]]) -> bytes:
-    steps = [summarise_step(row).model_dump(mode="json") for row in rows]
+def _summary_json(run_id: str, rows: list[tuple[int, dict[str, int]]]) -> bytes:
+    steps = [
+        summarise_step(summary_from_fields(step, fields)).model_dump(mode="json")
+        for step, fields in rows
+    ]
     return orjson.dumps({"run_id": run_id, "steps": steps})
 
 

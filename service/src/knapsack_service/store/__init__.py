@@ -26,7 +26,7 @@ from knapsack_service.store.errors import (
     StoreUnavailable,
 )
 from knapsack_service.store.memory_store import MemoryStore
-from knapsack_service.store.records import BUDGET_BUCKETS, DIFFICULTY_BANDS, RING_BITS
+from knapsack_service.store.records import RING_BITS
 from knapsack_service.store.redis_store import DEFAULT_TIMEOUT, RedisStore, pool_size_for
 
 
@@ -55,9 +55,7 @@ def create_store(
 
 
 __all__ = [
-    "BUDGET_BUCKETS",
     "DEFAULT_TIMEOUT",
-    "DIFFICULTY_BANDS",
     "RING_BITS",
     "ApplyResult",
     "CounterOverflow",

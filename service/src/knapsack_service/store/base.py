@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol, runtime_checkable
@@ -262,9 +262,13 @@ class Store(Protocol):
         ...
 
     async def record_allocation(
-        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+        self, run_id: str, step: int, increments: Mapping[str, int]
     ) -> None:
-        """Count an allocation in the step summary (budget and difficulty histograms)."""
+        """Add an allocation's counter increments to its step summary; count it in the run.
+
+        The increments (budget histogram, difficulty bands) come from
+        `knapsack_service.summaries.allocation_increments`: the store only adds them.
+        """
         ...
 
     async def claim_plan(self, run_id: str, key: str, plan: bytes) -> PlanClaim:
@@ -281,8 +285,10 @@ class Store(Protocol):
         """The run's counters (keys of `RunCounters`; `last_step` None if no report)."""
         ...
 
-    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
-        """Raw per-step counters (keys of `StepSummary`), ascending step."""
+    async def read_summary(
+        self, run_id: str, last: int | None = None
+    ) -> list[tuple[int, dict[str, int]]]:
+        """(step, raw counters) of the last `last` steps (or all), ascending step."""
         ...
 
     async def delete_run(self, run_id: str) -> bool:

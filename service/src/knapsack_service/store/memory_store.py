@@ -16,10 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from knapsack_service.store.base import (
     REPORT_ID_RETENTION_SECONDS,
@@ -37,11 +35,9 @@ from knapsack_service.store.errors import (
 )
 from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
-    allocation_increments,
     apply_groups_to_records,
     decode_records,
     summarise_groups,
-    summary_from_fields,
 )
 
 
@@ -176,10 +172,9 @@ class MemoryStore:
             )
 
     async def record_allocation(
-        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+        self, run_id: str, step: int, increments: Mapping[str, int]
     ) -> None:
-        """Count an allocation in the step's budget histogram and difficulty bands."""
-        increments = allocation_increments(n, p_hat)
+        """Add an allocation's increments to its step summary."""
         with self._lock:
             run = self._run(run_id)
             run.counters["allocations"] += 1
@@ -218,8 +213,10 @@ class MemoryStore:
             counters["last_step"] = run.last_step
             return counters
 
-    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
-        """Per-step summaries (the last `last` steps, or all), ascending step."""
+    async def read_summary(
+        self, run_id: str, last: int | None = None
+    ) -> list[tuple[int, dict[str, int]]]:
+        """(step, raw counters) of the last `last` steps (or all), ascending step."""
         if last is not None and last < 0:
             raise ValueError("last must be non-negative")
         with self._lock:
@@ -227,7 +224,7 @@ class MemoryStore:
             steps = sorted(run.steps)
             if last is not None:
                 steps = steps[len(steps) - last :] if last else []
-            return [summary_from_fields(step, run.steps[step]) for step in steps]
+            return [(step, dict(run.steps[step])) for step in steps]
 
     async def delete_run(self, run_id: str) -> bool:
         """Forget the run; True if it existed."""

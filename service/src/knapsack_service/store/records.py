@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knapsack_service.bands import DIFFICULTY_BANDS, difficulty_band
 from knapsack_service.store.base import GroupOutcome, PromptBatch
 from knapsack_service.store.errors import CounterOverflow
 
@@ -83,23 +82,8 @@ RECORD_DTYPE = np.dtype(
 )
 assert RECORD_DTYPE.itemsize == RECORD_SIZE == struct.calcsize(RECORD_FORMAT)
 
-#: Budget histogram buckets by group size n: (label, largest n in the bucket).
-BUDGET_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("0", 0),
-    ("1", 1),
-    ("2", 2),
-    ("3-4", 4),
-    ("5-8", 8),
-    ("9-16", 16),
-    ("17-32", 32),
-    ("33-64", 64),
-    ("65-128", 128),
-    ("129+", None),
-)
-_BUDGET_UPPER = np.array([upper for _, upper in BUDGET_BUCKETS[:-1]], dtype=np.int64)
-
 #: Per-step counters that reports increment (all keys of a summary dict besides the
-#: histograms); `allocated_*` and `allocations` come from `record_allocation`.
+#: histograms, which live with the rest of the summary in `knapsack_service.summaries`).
 REPORT_SUMMARY_FIELDS: tuple[str, ...] = (
     "rollouts",
     "groups",
@@ -111,15 +95,6 @@ REPORT_SUMMARY_FIELDS: tuple[str, ...] = (
     "all_success_rollouts",
     "all_failure_rollouts",
 )
-ALLOCATION_SUMMARY_FIELDS: tuple[str, ...] = (
-    "allocations",
-    "allocated_rollouts",
-    "allocated_prompts",
-)
-#: Hash-field prefixes of the histograms in a step summary.
-BUDGET_PREFIX = "h:"
-DIFFICULTY_PROMPTS_PREFIX = "dp:"
-DIFFICULTY_ROLLOUTS_PREFIX = "dr:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,76 +341,6 @@ def summarise_groups(groups: Iterable[GroupOutcome]) -> dict[str, int]:
     return totals
 
 
-def allocation_increments(n: np.ndarray, p_hat: np.ndarray) -> dict[str, int]:
-    """Step-summary hash increments of one allocation (only non-zero entries).
-
-    Args:
-        n: Group size per prompt, shape (prompts,), non-negative integers.
-        p_hat: Estimated success rate per prompt, shape (prompts,), NaN = unseen.
-
-    Raises:
-        ValueError: Shapes differ or a group size is negative.
-
-    """
-    n = np.asarray(n)
-    p_hat = np.asarray(p_hat, dtype=np.float64)
-    if n.ndim != 1 or n.shape != p_hat.shape:
-        raise ValueError(f"n {n.shape} and p_hat {p_hat.shape} must be equal 1-d shapes")
-    if (
-        n.size
-        and not np.issubdtype(n.dtype, np.integer)
-        and not (np.all(np.isfinite(n)) and np.all(n == np.floor(n)))
-    ):
-        raise ValueError("n must hold whole numbers")
-    n = n.astype(np.int64)
-    if n.size and n.min() < 0:
-        raise ValueError("n must be non-negative")
-
-    increments = {
-        "allocations": 1,
-        "allocated_rollouts": int(n.sum()),
-        "allocated_prompts": int(n.size),
-    }
-    budget = np.bincount(
-        np.searchsorted(_BUDGET_UPPER, n, side="left"), minlength=len(BUDGET_BUCKETS)
-    )
-    for (label, _), count in zip(BUDGET_BUCKETS, budget.tolist(), strict=True):
-        if count:
-            increments[BUDGET_PREFIX + label] = count
-
-    band = difficulty_band(p_hat)
-    prompts = np.bincount(band, minlength=len(DIFFICULTY_BANDS))
-    rollouts = np.bincount(band, weights=n, minlength=len(DIFFICULTY_BANDS))
-    for label, count, total in zip(
-        DIFFICULTY_BANDS, prompts.tolist(), rollouts.tolist(), strict=True
-    ):
-        if count:
-            increments[DIFFICULTY_PROMPTS_PREFIX + label] = count
-            increments[DIFFICULTY_ROLLOUTS_PREFIX + label] = int(total)
-    return increments
-
-
-def summary_from_fields(step: int, fields: Mapping[str, int]) -> dict:
-    """Turn a step's flat counter hash into a dict keyed like `StepSummary`."""
-    summary: dict = {"step": step}
-    for name in (*REPORT_SUMMARY_FIELDS, *ALLOCATION_SUMMARY_FIELDS):
-        summary[name] = int(fields.get(name, 0))
-    summary["budget_histogram"] = {
-        label: int(fields[BUDGET_PREFIX + label])
-        for label, _ in BUDGET_BUCKETS
-        if BUDGET_PREFIX + label in fields
-    }
-    summary["difficulty_buckets"] = {
-        label: {
-            "prompts": int(fields[DIFFICULTY_PROMPTS_PREFIX + label]),
-            "rollouts": int(fields.get(DIFFICULTY_ROLLOUTS_PREFIX + label, 0)),
-        }
-        for label in DIFFICULTY_BANDS
-        if DIFFICULTY_PROMPTS_PREFIX + label in fields
-    }
-    return summary
-
-
 def apply_groups_to_records(
     records: Mapping[str, bytes], groups: Sequence[GroupOutcome], step: int, decay: float
 ) -> dict[str, bytes]:
@@ -467,8 +372,6 @@ def apply_groups_to_records(
 
 
 __all__ = [
-    "BUDGET_BUCKETS",
-    "DIFFICULTY_BANDS",
     "EMPTY_RECORD",
     "EMPTY_RECORD_BYTES",
     "MAX_COUNTER",
@@ -479,7 +382,6 @@ __all__ = [
     "REPORT_SUMMARY_FIELDS",
     "RING_BITS",
     "PromptRecord",
-    "allocation_increments",
     "apply_group",
     "apply_groups_to_records",
     "decode_record",
@@ -488,5 +390,4 @@ __all__ = [
     "group_bits",
     "round_to_float32",
     "summarise_groups",
-    "summary_from_fields",
 ]

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 
-import numpy as np
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
@@ -59,9 +58,7 @@ from knapsack_service.store.errors import (
 from knapsack_service.store.keys import RUNS_KEY, RunKeys
 from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
-    allocation_increments,
     decode_records,
-    summary_from_fields,
 )
 from knapsack_service.store.redis_client import (
     DEFAULT_MAX_CONNECTIONS,
@@ -361,11 +358,10 @@ class RedisStore:
         )
 
     async def record_allocation(
-        self, run_id: str, step: int, n: np.ndarray, p_hat: np.ndarray
+        self, run_id: str, step: int, increments: Mapping[str, int]
     ) -> None:
-        """Count an allocation in the step's budget histogram and difficulty bands."""
+        """Add an allocation's increments to its step summary (`lua/record_allocation.lua`)."""
         keys = RunKeys(run_id)
-        increments = allocation_increments(n, p_hat)
         args: list[str] = [str(int(step))]
         for field, value in increments.items():
             args += [field, str(value)]
@@ -403,8 +399,10 @@ class RedisStore:
         counters["last_step"] = fields.get("last_step")
         return counters
 
-    async def read_summary(self, run_id: str, last: int | None = None) -> list[dict]:
-        """Per-step summaries (the last `last` steps, or all), ascending step."""
+    async def read_summary(
+        self, run_id: str, last: int | None = None
+    ) -> list[tuple[int, dict[str, int]]]:
+        """(step, raw counters) of the last `last` steps (or all), ascending step."""
         if last is not None and last < 0:
             raise ValueError("last must be non-negative")
         if last == 0:
@@ -420,7 +418,7 @@ class RedisStore:
         summaries = []
         for step, pairs in zip(flat[::2], flat[1::2], strict=True):
             fields = {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-            summaries.append(summary_from_fields(int(step), fields))
+            summaries.append((int(step), fields))
         return summaries
 
     async def delete_run(self, run_id: str) -> bool:
