@@ -27,29 +27,38 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch thread: the tiny model's matrices are too small to split, and on a busy
+# machine two OpenMP threads wait on each other; measured on the shared 2-core box,
+# 100 warm-start steps took 3.9-7.4 s with one thread and 65 s with two.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_compare_report as report
 
+from knapsack_trainer.sim.strategies import BAYES_ESTIMATOR, LAST_VISIT
 from knapsack_trainer.worker import TrainConfig
 from knapsack_trainer.worker.evaluation import HeldoutResult, heldout_success
 from knapsack_trainer.worker.generation import vllm_available
 from knapsack_trainer.worker.service import connect_service
 from knapsack_trainer.worker.tasks import build_task
 
-#: The paper's estimator as the service names it, and its exact fallback rule.
-PAPER_KNAPSACK_SETTINGS: dict[str, Any] = {"fallback": True}
+#: The paper's rule: its fallback exactly (`fallback: true`) and its last-visit estimator.
+PAPER_KNAPSACK_SETTINGS: dict[str, Any] = {"fallback": True, "estimator": LAST_VISIT}
+#: knapsack-bayes with the estimator the simulator's sweep chose (BENCHMARKS.md, Demo).
+BAYES_SETTINGS: dict[str, Any] = {"estimator": BAYES_ESTIMATOR}
 #: Small operands: 1-digit sums are learnt in the warm start, 2-digit ones only partly.
 DEFAULT_TASK_SETTINGS: dict[str, Any] = {
     "min_terms": 2,
@@ -81,7 +90,7 @@ def strategies(knapsack_settings: dict[str, Any]) -> dict[str, Strategy]:
         "uniform": Strategy("uniform", "uniform", 1, {}),
         "uniform-2x": Strategy("uniform-2x", "uniform", 2, {}),
         "knapsack": Strategy("knapsack", "knapsack", 1, dict(knapsack_settings)),
-        "knapsack-bayes": Strategy("knapsack-bayes", "knapsack-bayes", 1, {}),
+        "knapsack-bayes": Strategy("knapsack-bayes", "knapsack-bayes", 1, dict(BAYES_SETTINGS)),
     }
 
 
@@ -151,23 +160,16 @@ def prepare_seed(args: argparse.Namespace, seed: int, work: Path) -> SeedSetup:
     )
 
 
-def run_arm(
-    args: argparse.Namespace, setup: SeedSetup, arm: Strategy, work: Path
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train one strategy from the seed's initial policy; return its summary and curve."""
-    from knapsack_trainer.worker.distributed import init_distributed
-    from knapsack_trainer.worker.trainer import GRPOTrainer
-
-    budget = args.budget * arm.budget_factor
-    out = work / f"seed-{setup.seed}" / arm.name
-    config = TrainConfig(
+def arm_config(args: argparse.Namespace, setup: SeedSetup, arm: Strategy, out: Path) -> TrainConfig:
+    """The worker's configuration for one strategy of one seed."""
+    return TrainConfig(
         model_path=setup.model_dir,
         tokenizer_path=setup.tokenizer_dir,
         task=args.task,
         task_options=setup.task_options,
         chat_template=args.gpu,
         batch_size=args.batch_size,
-        budget=budget,
+        budget=args.budget * arm.budget_factor,
         strategy=arm.service_strategy,
         run_id=f"compare-{arm.name}-{setup.seed}",
         run_settings=arm.run_settings,
@@ -185,6 +187,18 @@ def run_arm(
         progress=False,
         tensorboard=False,
     )
+
+
+def run_arm(
+    args: argparse.Namespace, setup: SeedSetup, arm: Strategy, work: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train one strategy from the seed's initial policy; return its summary and curve."""
+    from knapsack_trainer.worker.distributed import init_distributed
+    from knapsack_trainer.worker.trainer import GRPOTrainer
+
+    out = work / f"seed-{setup.seed}" / arm.name
+    config = arm_config(args, setup, arm, out)
+    budget = config.budget
     heldout = build_task(
         args.task,
         **_task_options(args, args.heldout_size, generator_seed(setup.seed, HELDOUT_SALT)),
@@ -226,6 +240,8 @@ def run_arm(
                     "train_prompt_success": metrics["prompt_success_rate"],
                     "rollouts": metrics["rollouts"],
                     "max_group_size": metrics["max_group_size"],
+                    # Prompts whose group gave a gradient (not all equal rewards).
+                    "mixed_groups": metrics["groups"] - metrics["zero_variance_groups"],
                     "degraded": metrics["degraded"],
                 }
             )
@@ -245,10 +261,29 @@ def run_arm(
         "rollouts_spent": spent,
         "rollouts_per_step": sorted({r["rollouts"] for r in trained}),
         "max_group_size": max((r["max_group_size"] for r in trained), default=0),
+        "mean_mixed_groups": sum(r["mixed_groups"] for r in trained) / max(1, len(trained)),
         "degraded_steps": sum(bool(r["degraded"]) for r in trained),
         "seconds": seconds,
     }
     return summary, curve
+
+
+def run_seed(
+    job: tuple[argparse.Namespace, int, list[Strategy]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One seed: its setup, then every strategy from it (a worker process's unit)."""
+    args, seed, arms = job
+    results, curves = [], []
+    with tempfile.TemporaryDirectory(prefix=f"train-compare-{seed}-") as folder:
+        work = Path(folder)
+        os.environ["TMPDIR"] = folder  # vLLM leaves socket files there
+        setup = prepare_seed(args, seed, work)
+        for arm in arms:
+            summary, curve = run_arm(args, setup, arm, work)
+            summary["warm_start_loss"] = setup.warm_start_loss
+            results.append(summary)
+            curves.extend({"strategy": arm.name, "seed": seed, **row} for row in curve)
+    return results, curves
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -259,17 +294,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--task", default="reasoning_gym:basic_arithmetic")
     add("--task-settings", type=json.loads, default=None, help="JSON: the generator's settings")
     add("--dataset-size", type=int, default=128, help="training prompts")
-    add("--heldout-size", type=int, default=64)
+    add("--heldout-size", type=int, default=128)
     add("--batch-size", type=int, default=16, help="prompts per step")
     add("--budget", type=int, default=128, help="B: rollouts per step")
     add("--steps", type=int, default=60)
-    add("--eval-every", type=int, default=10)
+    add("--eval-every", type=int, default=5)
     add("--eval-samples", type=int, default=16)
     add("--learning-rate", type=float, default=1e-3)
     add("--max-new-tokens", type=int, default=5)
     add("--max-model-len", type=int, default=64)
     add("--micro-batch-size", type=int, default=256)
-    add("--warm-start-steps", type=int, default=300)
+    add("--warm-start-steps", type=int, default=600)
     add("--warm-start-examples", type=int, default=512)
     add("--hidden-size", type=int, default=64)
     add("--layers", type=int, default=2)
@@ -278,6 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--gpu", action="store_true", help="a real model on a GPU with vLLM (see --model)")
     add("--model", default="Qwen/Qwen2.5-0.5B-Instruct", help="with --gpu: model name or path")
     add("--out", default=str(Path(__file__).with_name("train_compare")))
+    add("--workers", type=int, default=2, help="seeds run in parallel (one process each)")
     add("--json", action="store_true", help="print one JSON line per strategy and seed")
     args = parser.parse_args(argv)
     if args.task_settings is None:
@@ -313,21 +349,21 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="train-compare-") as folder:
-        work = Path(folder)
-        os.environ["TMPDIR"] = folder  # vLLM leaves socket files there
-        for seed in args.seed_list:
-            setup = prepare_seed(args, seed, work)
-            for arm in chosen:
-                summary, curve = run_arm(args, setup, arm, work)
-                summary["warm_start_loss"] = setup.warm_start_loss
-                results.append(summary)
-                curves.extend({"strategy": arm.name, "seed": seed, **row} for row in curve)
-                line = json.dumps(summary)
-                if args.json:
-                    print(line, flush=True)
-                else:
-                    print(report.one_line(summary), flush=True)
+    workers = 1 if args.gpu else max(1, min(args.workers, len(args.seed_list)))
+    jobs = [(args, seed, chosen) for seed in args.seed_list]
+    if workers == 1:
+        finished = map(run_seed, jobs)
+    else:
+        # Seeds are independent: one process per core (each with one torch thread).
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        finished = pool.map(run_seed, jobs)
+    for seed_results, seed_curves in finished:  # in seed order
+        results.extend(seed_results)
+        curves.extend(seed_curves)
+        for summary in seed_results:
+            print(json.dumps(summary) if args.json else report.one_line(summary), flush=True)
+    if workers > 1:
+        pool.shutdown()
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     with (out / "curves.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=report.CURVE_COLUMNS, extrasaction="ignore")
@@ -336,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.summarize(results)
     summary["wall_seconds"] = time.perf_counter() - started
     summary["command"] = " ".join(["bench/train_compare.py", *(argv or sys.argv[1:])])
+    summary["settings"] = {
+        key: getattr(args, key)
+        for key in (
+            "task", "task_settings", "dataset_size", "heldout_size", "batch_size", "budget",
+            "steps", "eval_every", "eval_samples", "learning_rate", "max_new_tokens",
+            "warm_start_steps", "warm_start_examples", "model_shape", "backend", "gpu",
+        )
+    }  # fmt: skip
+    summary["settings"]["run_settings"] = {arm.name: arm.run_settings for arm in chosen}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report.plot_heldout(curves, out / "heldout_success.png")
     report.plot_effective_ratio(curves, out / "effective_ratio.png")

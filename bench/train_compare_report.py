@@ -28,8 +28,11 @@ CURVE_COLUMNS = [
     "train_prompt_success",
     "rollouts",
     "max_group_size",
+    "mixed_groups",
 ]
 METRICS = ("final_heldout_success", "heldout_success_auc", "mean_effective_ratio")
+#: Reported beside METRICS when every result has it (not in the test's minimal rows).
+EXTRA_METRICS = ("mean_mixed_groups",)
 BASELINE = "uniform"
 BOOTSTRAP_DRAWS = 10_000
 COLORS = {
@@ -86,7 +89,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     means = {}
     for name in names:
         rows = [r for r in results if r["strategy"] == name]
-        means[name] = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
+        present = [m for m in (*METRICS, *EXTRA_METRICS) if all(m in r for r in rows)]
+        means[name] = {m: sum(r[m] for r in rows) / len(rows) for m in present}
         means[name]["seeds"] = len(rows)
     paired: dict[str, Any] = {}
     for name in names:
@@ -187,8 +191,9 @@ def plot_effective_ratio(curves: Sequence[dict[str, Any]], path: Path, width: in
         length = min(len(points) for points in seeds.values())
         steps = [p[1] for p in next(iter(seeds.values()))[:length]]
         ys = np.mean([[p[2] for p in pts[:length]] for pts in seeds.values()], axis=0)
-        kernel = np.ones(min(width, len(ys))) / min(width, len(ys))
-        smooth = np.convolve(ys, kernel, mode="same") if len(ys) else ys
+        half = width // 2
+        # A centred mean over the points that exist (no zero padding at the ends).
+        smooth = [float(np.mean(ys[max(0, i - half) : i + half + 1])) for i in range(len(ys))]
         ax.plot(steps, smooth, color=COLORS.get(name), lw=2, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("effective-gradient ratio")

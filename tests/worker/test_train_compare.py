@@ -119,3 +119,28 @@ def test_sign_test_and_paired_summary():
 
 def test_spread_counts_prompts_at_zero_one_and_between():
     assert report.spread([0.0, 0.5, 1.0, 1.0]) == {"p0": 0.25, "mixed": 0.25, "p1": 0.5}
+
+
+def test_gpu_flag_configures_a_real_model_with_vllm_and_its_chat_template(tmp_path):
+    # The GPU path is not run here (no GPU); its configuration is built and validated.
+    pytest.importorskip("vllm")
+    from bench import train_compare
+
+    args = train_compare.parse_args(
+        ["--gpu", "--task", "reasoning_gym:gsm_symbolic", "--seeds", "0", "--dataset-size", "8"]
+    )
+    setup = train_compare.prepare_seed(args, 0, tmp_path)
+    arms = train_compare.strategies(args.knapsack_settings)
+    config = train_compare.arm_config(args, setup, arms["knapsack"], tmp_path)
+    assert config.model_path == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert config.backend == "vllm"
+    assert config.chat_template is True
+    assert config.max_new_tokens >= 256
+    assert config.learning_rate == pytest.approx(1e-6)
+    assert "gpu_memory_utilization" in config.vllm_kwargs
+    assert "<answer>" in config.task_options["prompt_template"]
+    assert "answer_tag" not in config.task_options  # the task's default: <answer> tags
+    assert config.run_settings == {"fallback": True, "estimator": train_compare.LAST_VISIT}
+    uniform_2x = train_compare.arm_config(args, setup, arms["uniform-2x"], tmp_path)
+    assert uniform_2x.budget == 2 * config.budget
+    assert len(setup.heldout_ids) == args.heldout_size
