@@ -13,6 +13,9 @@ Where the per-prompt n goes in TRL, and why there:
   permutation, same seed), asks the service for n_i with sum n_i =
   `generation_batch_size` (so every batch shape TRL checks is unchanged, and
   `num_generations` becomes the mean group size), and yields prompt i n_i times.
+  `GRPOConfig` still checks that `generation_batch_size` is divisible by
+  `num_generations` (and that `num_generations >= 2`): that is what makes
+  `generation_batch_size // num_generations` whole prompts per step, so keep it.
 - **Every rank asks.** Each process iterates the whole global sampler, so each
   asks for every step; the service keeps one plan per step and serves it to all of
   them byte for byte (API.md, "One plan per step"). Before a step is scored, the
