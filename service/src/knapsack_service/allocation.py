@@ -19,7 +19,6 @@ through `json.dumps`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from knapsack_client import (
     SolveRequest,
     rules,
 )
-from knapsack_service.bands import DIFFICULTY_METRIC_LABELS, difficulty_band
 from knapsack_service.engine import allocate as engine_allocate
 from knapsack_service.engine import (
     balance_shards,
@@ -50,13 +48,15 @@ from knapsack_service.engine import (
     window_counts,
     window_estimate,
 )
+from knapsack_service.reporting import (
+    count_allocation,
+    record_allocation_after_answer,
+    record_store_error,
+)
 from knapsack_service.runs import check_count, check_step, settings_from_store
 from knapsack_service.state import ServiceState
 from knapsack_service.step_plans import keep_plan
-from knapsack_service.store import PromptBatch, RunNotFound, StoreUnavailable
-from knapsack_service.summaries import allocation_increments
-
-logger = logging.getLogger("knapsack_service.allocation")
+from knapsack_service.store import PromptBatch, StoreUnavailable
 
 #: Below this many prompts the work takes well under a millisecond: a thread hop
 #: would cost more than it saves. Above, it runs in the threadpool (the numba kernels
@@ -303,7 +303,9 @@ async def allocate(state: ServiceState, run_id: str, request: AllocationRequest)
     except StoreUnavailable as exc:  # an answer no other rank could get: degrade
         return await _degraded(state, run_id, request, exc, "claim_plan")
     if kept.created:
-        _record_in_summary(state, run_id, request.step, plan.strategy, solution.n, estimates.p_hat)
+        record_allocation_after_answer(
+            state, run_id, request.step, plan.strategy, solution.n, estimates.p_hat
+        )
     return Answer(kept.body, "created" if kept.created else "replayed")
 
 
@@ -335,7 +337,7 @@ async def _degraded(
     solution = await _run_engine(state, plan, size, np.full(size, np.nan), None)
     p_hat = np.full(size, np.nan)
     state.metrics.degraded.labels("store_unavailable").inc()
-    _count_allocation(state, "uniform", solution.n, p_hat, degraded=True)
+    count_allocation(state, "uniform", solution.n, p_hat, degraded=True)
     reason = f"store unavailable: {error!r}"
     return Answer(_allocation_json(request, plan, solution, p_hat, reason), "degraded")
 
@@ -369,71 +371,6 @@ def _allocation_json(
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
-
-
-def record_store_error(state: ServiceState, operation: str, error: Exception) -> None:
-    """Count a failed store call and mark the store down until a call succeeds."""
-    state.metrics.store_errors.labels(operation).inc()
-    state.metrics.store_up.set(0)
-    logger.warning("store error", extra={"operation": operation, "error": repr(error)})
-
-
-def _count_allocation(
-    state: ServiceState, strategy: str, n: np.ndarray, p_hat: np.ndarray, *, degraded: bool
-) -> None:
-    metrics = state.metrics
-    metrics.allocations.labels(strategy, "true" if degraded else "false").inc()
-    metrics.rollouts_allocated.labels(strategy).inc(int(n.sum()))
-    bands = difficulty_band(p_hat)
-    prompts = np.bincount(bands, minlength=len(DIFFICULTY_METRIC_LABELS)).tolist()
-    rollouts = np.bincount(bands, weights=n, minlength=len(DIFFICULTY_METRIC_LABELS)).tolist()
-    for label, count, total in zip(DIFFICULTY_METRIC_LABELS, prompts, rollouts, strict=True):
-        if count:
-            metrics.prompts_by_difficulty.labels(label).inc(count)
-            metrics.rollouts_by_difficulty.labels(label).inc(int(total))
-
-
-def _record_in_summary(
-    state: ServiceState, run_id: str, step: int, strategy: str, n: np.ndarray, p_hat: np.ndarray
-) -> None:
-    """Count the allocation in the metrics and the step summary after the answer.
-
-    Neither changes the answer, so both run in a task that starts once the handler
-    has returned (about 0.15 ms of a 1024-prompt answer's path, plus a round trip).
-
-    The write runs as a task; `summary_writes` keeps it until it finishes, and a
-    summary read of the run awaits the run's pending writes first (`wait_for_summary`),
-    so this process never shows a summary older than its own answers.
-    """
-    task = asyncio.ensure_future(_write_summary(state, run_id, step, strategy, n, p_hat))
-    pending = state.summary_writes.setdefault(run_id, set())
-    pending.add(task)
-
-    def done(finished: asyncio.Task[None]) -> None:
-        pending.discard(finished)
-        if not pending and state.summary_writes.get(run_id) is pending:
-            del state.summary_writes[run_id]
-
-    task.add_done_callback(done)
-
-
-async def _write_summary(
-    state: ServiceState, run_id: str, step: int, strategy: str, n: np.ndarray, p_hat: np.ndarray
-) -> None:
-    _count_allocation(state, strategy, n, p_hat, degraded=False)
-    try:
-        await state.store.record_allocation(run_id, step, allocation_increments(n, p_hat))
-    except StoreUnavailable as exc:  # the answer stands; only the summary misses it
-        record_store_error(state, "record_allocation", exc)
-    except RunNotFound:  # deleted after the answer: nothing left to count in
-        pass
-
-
-async def wait_for_summary(state: ServiceState, run_id: str) -> None:
-    """Wait for the run's allocation-summary writes still in flight."""
-    pending = state.summary_writes.get(run_id)
-    if pending:
-        await asyncio.gather(*list(pending), return_exceptions=True)
 
 
 # --------------------------------------------------------------------------- lookup
@@ -514,8 +451,6 @@ __all__ = [
     "degraded_plan",
     "estimate",
     "lookup",
-    "record_store_error",
     "run_plan",
     "solve",
-    "wait_for_summary",
 ]
