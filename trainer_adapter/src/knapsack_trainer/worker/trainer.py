@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from knapsack_client import KnapsackClient, KnapsackError, PromptResult
+from knapsack_client.rules import assign_whole_groups, split_consecutive
 from knapsack_trainer.worker import core_algos
 from knapsack_trainer.worker.checkpoint import (
     TrainerState,
@@ -78,29 +78,6 @@ class StepAllocation:
     shards: list[list[tuple[int, int]]]
     degraded: bool
     strategy: str
-
-
-def split_evenly(counts: Sequence[int], workers: int) -> list[list[tuple[int, int]]]:
-    """Lay the rollouts end to end and cut them into `workers` near-equal shards.
-
-    Used only when the allocation came without shards (one worker, or the client's
-    offline fallback); the service's own balancing is preferred.
-    """
-    total = sum(counts)
-    base, remainder = divmod(total, workers)
-    capacities = [base + (1 if worker < remainder else 0) for worker in range(workers)]
-    shards: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
-    worker = 0
-    for index, count in enumerate(counts):
-        left = count
-        while left > 0:
-            while capacities[worker] == 0:
-                worker += 1
-            take = min(left, capacities[worker])
-            shards[worker].append((index, take))
-            capacities[worker] -= take
-            left -= take
-    return shards
 
 
 def build_backend(config: TrainConfig, model: Any, tokenizer: Any, policy_path: str) -> Any:
@@ -235,7 +212,10 @@ class GRPOTrainer:
             if answer.shards is not None and len(answer.shards) == self.context.world_size:
                 shards = [[(int(i), int(n)) for i, n in shard] for shard in answer.shards]
             else:
-                shards = split_evenly(counts, self.context.world_size)
+                # No shards from the service (one worker, or the client's offline
+                # fallback): cut here by the client's rule for the same setting.
+                split = split_consecutive if self.config.split_groups else assign_whole_groups
+                shards = split(counts, self.context.world_size)
             allocation = StepAllocation(counts, shards, answer.degraded, answer.strategy)
         return broadcast_object(self.context, allocation)
 
