@@ -60,9 +60,9 @@ serve: $(BASE_STAMP)
 # environment, the deployment checks and the suite, in that order.
 test:
 	scripts/setup-system.sh
-	$(MAKE) $(VLLM_STAMP) $(TRL_STAMP)
+	$(MAKE) $(VLLM_STAMP) $(TRL_STAMP) $(VERL_VENV)/.stamp
 	$(MAKE) lint-deploy
-	$(PY) -m pytest
+	KRL_REQUIRE_VERL=1 $(PY) -m pytest
 
 system:
 	scripts/setup-system.sh
