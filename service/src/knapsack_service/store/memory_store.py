@@ -19,6 +19,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from knapsack_client.rules import RUN_COUNTERS
 from knapsack_service.store.base import (
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
@@ -198,17 +199,7 @@ class MemoryStore:
         """The run's counters; raises `RunNotFound` for a missing run."""
         with self._lock:
             run = self._run(run_id)
-            counters: dict[str, int | None] = {
-                name: run.counters[name]
-                for name in (
-                    "reports",
-                    "duplicate_reports",
-                    "results",
-                    "rollouts",
-                    "successes",
-                    "allocations",
-                )
-            }
+            counters: dict[str, int | None] = {name: run.counters[name] for name in RUN_COUNTERS}
             counters["prompts"] = len(run.records)
             counters["last_step"] = run.last_step
             return counters

@@ -35,6 +35,7 @@ from importlib import resources
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
+from knapsack_client.rules import RUN_COUNTERS
 from knapsack_service.store.base import (
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
@@ -69,14 +70,6 @@ from knapsack_service.store.redis_client import (
 )
 
 _RUN_NOT_FOUND = "KRL_RUN_NOT_FOUND"
-_COUNTER_FIELDS = (
-    "reports",
-    "duplicate_reports",
-    "results",
-    "rollouts",
-    "successes",
-    "allocations",
-)
 _UNAVAILABLE = (
     rex.ConnectionError,  # includes BusyLoadingError (LOADING) and MaxConnectionsError
     rex.TimeoutError,
@@ -394,7 +387,7 @@ class RedisStore:
         if not exists:
             raise RunNotFound(run_id)
         fields = {key.decode(): int(value) for key, value in meta.items()}
-        counters: dict[str, int | None] = {name: fields.get(name, 0) for name in _COUNTER_FIELDS}
+        counters: dict[str, int | None] = {name: fields.get(name, 0) for name in RUN_COUNTERS}
         counters["prompts"] = int(prompts)
         counters["last_step"] = fields.get("last_step")
         return counters
