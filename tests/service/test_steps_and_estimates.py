@@ -69,7 +69,7 @@ def test_lookup_estimates_ignore_companions_and_match_the_allocation(
     # Issue 12, item 10: lookup decayed to the newest step among the requested ids.
     extra = {} if store == "memory" else {"redis_url": request.getfixturevalue("redis_url")}
     with TestClient(create_app(make_settings(**extra))) as client:
-        beta = {"kind": "beta", "decay": 0.5, "prior": [1.0, 1.0]}
+        beta = {"kind": "beta", "decay": 0.5, "decay_unit": "step", "prior": [1.0, 1.0]}
         client.put("/v1/runs/e", json={"estimator": beta, "strategy": "knapsack", "min_n": 1})
         assert report(client, "e", "old", 0, prompt="old") == 200
         assert report(client, "e", "new", 6, prompt="new") == 200

@@ -183,15 +183,18 @@ class LastVisitEstimator(_Request):
 class BetaEstimator(_Request):
     """A Beta(a, b) posterior per prompt, evidence decayed by `decay` per step or visit.
 
-    `plug_in_from`: a posterior at least this strong (a + b) is valued at its mean
-    instead of in expectation (None: always in expectation).
+    `plug_in_from`: a posterior this strong (a + b) or more is valued at its mean.
+    Defaults from `bench/sweep_bayes.py` (BENCHMARKS.md): decay per visit (a prompt is
+    seen once an epoch), plug-in from 4 (the expectation over a diffuse posterior
+    flattens Value in N). A fixed prior: "pooled" scores better there, but is fitted
+    over the request's prompts, so a prompt's estimate would depend on its companions.
     """
 
     kind: Literal["beta"] = "beta"
     decay: Annotated[float, NUMBER, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 0.9
-    decay_unit: Literal["step", "visit"] = "step"
+    decay_unit: Literal["step", "visit"] = "visit"
     prior: tuple[BetaParameter, BetaParameter] | Literal["pooled"] = (1.0, 1.0)
-    plug_in_from: PositiveFinite | None = None
+    plug_in_from: PositiveFinite | None = 4.0
 
 
 def _estimator_kind(value: object) -> str:
