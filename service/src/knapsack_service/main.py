@@ -61,7 +61,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         try:
             yield
         finally:
-            warm.cancel()
+            # Cancel until it ends: Python 3.11's wait_for can swallow a cancellation
+            # that lands as its inner call completes (CPython gh-86296), and a task
+            # left running past shutdown hangs whoever closes the event loop.
+            while not warm.done():
+                warm.cancel()
+                await asyncio.wait({warm}, timeout=0.1)
             await state.store.close()
 
     app = FastAPI(
