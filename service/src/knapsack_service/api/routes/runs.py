@@ -29,7 +29,7 @@ from knapsack_client import (
 from knapsack_service import allocation, reporting, runs
 from knapsack_service.api.bodies import AllocationBody, LookupBody, ReportBody, openapi_body
 from knapsack_service.api.deps import RunIdDep, StateDep
-from knapsack_service.api.responses import ALLOCATION_ERRORS, STORE_ERRORS
+from knapsack_service.api.responses import ALLOCATION_ERRORS, REPORT_ERRORS, STORE_ERRORS
 from knapsack_service.step_plans import PLAN_HEADER
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -85,7 +85,7 @@ async def allocate(run_id: RunIdDep, state: StateDep, request: AllocationBody) -
 @router.post(
     "/{run_id}/outcomes",
     response_model=OutcomeAck,
-    responses=STORE_ERRORS,
+    responses=REPORT_ERRORS,
     openapi_extra=openapi_body(OutcomeReport),
 )
 async def report_outcomes(run_id: RunIdDep, state: StateDep, report: ReportBody) -> OutcomeAck:
