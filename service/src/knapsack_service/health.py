@@ -52,11 +52,14 @@ async def refresh_health(state: ServiceState) -> Health:
 
 
 async def refresh_store_memory(state: ServiceState) -> None:
-    """Export the store's memory use and limit (the Redis memory alert's input)."""
+    """Export the store's memory use and limit (the Redis memory alert's input).
+
+    No `asyncio.wait_for` here: the Redis client's socket timeout bounds the call, and
+    on Python 3.11 `wait_for` can swallow a cancellation that races the inner call's
+    completion, which would keep the health loop alive after shutdown.
+    """
     try:
-        usage = await asyncio.wait_for(
-            state.store.memory_usage(), timeout=state.settings.redis_timeout * 2
-        )
+        usage = await state.store.memory_usage()
     except (StoreError, TimeoutError, OSError):
         return  # the ping above already counts the outage
     if usage is not None:
@@ -105,7 +108,10 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 async def watch_health(state: ServiceState) -> None:
     """Compile the kernels, then refresh the readiness gauges until cancelled."""
     await compile_kernels(state)
+    current = asyncio.current_task()
     while True:
         await refresh_health(state)
         await refresh_store_memory(state)
+        if current is not None and current.cancelling():  # a swallowed cancellation
+            raise asyncio.CancelledError
         await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
