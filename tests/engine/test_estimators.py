@@ -9,6 +9,7 @@ from knapsack_service.engine import (
     expected_value,
     last_visit_counts,
     pooled_beta_prior,
+    pooled_beta_prior_from_moments,
     value,
     visit_beta_posterior,
     window_counts,
@@ -70,6 +71,24 @@ def test_pooled_prior_fallbacks():
     assert pooled_beta_prior(np.array([0, 0]), np.array([0, 0])) == (1.0, 1.0)
     # Identical rates: no spread beyond binomial noise.
     assert pooled_beta_prior(np.array([5, 5, 5]), np.array([10, 10, 10])) == (1.0, 1.0)
+
+
+def test_pooled_prior_from_moments_is_the_per_array_fit():
+    rng = np.random.default_rng(1)
+    trials = rng.integers(1, 40, size=500)
+    successes = rng.binomial(trials, rng.beta(2.0, 3.0, size=500))
+    rates = successes / trials
+    moments = (500.0, rates.sum(), (rates * rates).sum(), (1.0 / trials).sum())
+    assert pooled_beta_prior_from_moments(*moments) == pooled_beta_prior(successes, trials)
+    assert pooled_beta_prior_from_moments(1.0, 0.5, 0.25, 0.1) == (1.0, 1.0)  # one prompt
+
+
+def test_pooled_prior_from_drifted_moments_clamps_the_variance():
+    # Running sums of identical rates can drift to mean(r**2) a hair below mean(r)**2:
+    # no spread at all, never a negative variance and never a NaN.
+    count, rate = 3.0, 0.1
+    drifted = (count, rate * count, rate * rate * count * (1 - 1e-15), count / 10.0)
+    assert pooled_beta_prior_from_moments(*drifted) == (1.0, 1.0)
 
 
 def _batch_after(groups):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from knapsack_service.engine import pooled_beta_prior
 from knapsack_service.main import create_app
 from tests.service.conftest import make_settings
 
@@ -88,3 +90,39 @@ def test_lookup_estimates_ignore_companions_and_match_the_allocation(
             "/v1/runs/e/allocations", json={"step": 9, "prompts": ["old"], "budget": 2}
         ).json()
         assert allocation["allocations"][0]["p_hat"] == p_hat(["old"], step=9)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_the_pooled_prior_is_the_runs_whatever_the_companions(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    # Issue 12, item 10: "pooled" was fitted over the request's prompts, so a prompt
+    # asked alone got the flat prior and beside others a fitted one.
+    extra = {} if store == "memory" else {"redis_url": request.getfixturevalue("redis_url")}
+    counts = {"a": (1, 8), "b": (7, 8), "c": (4, 8), "d": (0, 16), "e": (15, 16), "f": (3, 3)}
+    with TestClient(create_app(make_settings(**extra))) as client:
+        beta = {"kind": "beta", "decay": 0.9, "prior": "pooled", "plug_in_from": None}
+        client.put("/v1/runs/pool", json={"estimator": beta, "strategy": "knapsack", "min_n": 1})
+        results = [
+            {"prompt_id": pid, "successes": s, "trials": t} for pid, (s, t) in counts.items()
+        ]
+        body = {"report_id": "all", "step": 3, "results": results}
+        assert client.post("/v1/runs/pool/outcomes", json=body).status_code == 200
+
+        def lookup(ids: list[str]) -> dict[str, dict]:
+            body = {"prompt_ids": ids, "step": 3}
+            answer = client.post("/v1/runs/pool/prompts/lookup", json=body).json()
+            return {entry["prompt_id"]: entry for entry in answer["prompts"]}
+
+        alone = lookup(["a"])["a"]
+        for companions in (["b"], ["b", "c", "d"], ["e", "f", "never-seen"]):
+            assert lookup(["a", *companions])["a"] == alone
+        allocation = client.post(
+            "/v1/runs/pool/allocations", json={"step": 3, "prompts": ["a"], "budget": 2}
+        ).json()
+        assert allocation["allocations"][0]["p_hat"] == alone["p_hat"]
+        # An unseen prompt's posterior is the prior itself: the run's, over all prompts.
+        prior = lookup(["never-seen"])["never-seen"]["posterior"]
+        successes, trials = np.array(list(counts.values())).T
+        assert prior == pytest.approx(pooled_beta_prior(successes, trials), rel=1e-9)
+        assert prior != pytest.approx([1.0, 1.0])

@@ -43,7 +43,7 @@ from knapsack_service.engine import (
     beta_posterior,
     concentrate_posterior,
     last_visit_counts,
-    pooled_beta_prior,
+    pooled_beta_prior_from_moments,
     visit_beta_posterior,
     window_counts,
     window_estimate,
@@ -102,13 +102,17 @@ def estimate(settings: RunSettings, batch: PromptBatch, step: int) -> Estimates:
       it had at least `window` of them, else the last `window` outcomes; then as
       window.
     - beta: evidence decayed per step or per visit plus a prior (fixed, or pooled over
-      the batch's prompts that have data), optionally concentrated at its mean from
-      `plug_in_from` on; p_hat is the posterior mean for prompts with data.
+      every prompt of the run that has data, from the moments the store keeps with
+      the records: never over the batch's prompts only), optionally concentrated at
+      its mean from `plug_in_from` on; p_hat is the posterior mean for prompts with data.
     """
     estimator = settings.estimator
     if isinstance(estimator, BetaEstimator):
         if estimator.prior == "pooled":
-            prior_a, prior_b = pooled_beta_prior(batch.successes, batch.trials)
+            moments = batch.run_moments
+            prior_a, prior_b = pooled_beta_prior_from_moments(
+                moments.count, moments.rate_sum, moments.rate_square_sum, moments.inverse_trials_sum
+            )
         else:
             prior_a, prior_b = estimator.prior
         if estimator.decay_unit == "visit":

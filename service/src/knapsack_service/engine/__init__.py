@@ -15,6 +15,7 @@ Public API:
     balance_shards(n, workers, split_groups=True) -> ShardPlan
     window_counts / last_visit_counts / window_estimate
     beta_posterior / visit_beta_posterior / concentrate_posterior / pooled_beta_prior
+        (and pooled_beta_prior_from_moments, the same fit from a run's kept moments)
     value / marginal_gain / expected_value / expected_marginal_gain / beta_moment
     solve_unit_cost / solve_cost_aware (reference solvers: engine.reference, tests only)
     EngineInputError(field), and its subclass InfeasibleBudget(budget, low, high)
@@ -33,6 +34,7 @@ from knapsack_service.engine.estimators import (
     concentrate_posterior,
     last_visit_counts,
     pooled_beta_prior,
+    pooled_beta_prior_from_moments,
     visit_beta_posterior,
     window_counts,
     window_estimate,
@@ -112,6 +114,7 @@ __all__ = [
     "marginal_gain",
     "objective",
     "pooled_beta_prior",
+    "pooled_beta_prior_from_moments",
     "solve_cost_aware",
     "solve_unit_cost",
     "value",

@@ -159,28 +159,47 @@ def concentrate_posterior(
     return a_arr * scale, b_arr * scale
 
 
-def pooled_beta_prior(successes: ArrayLike, trials: ArrayLike) -> tuple[float, float]:
-    """Method-of-moments Beta fit to the success rates of prompts with trials > 0.
+def pooled_beta_prior_from_moments(
+    count: float, rate_sum: float, rate_square_sum: float, inverse_trials_sum: float
+) -> tuple[float, float]:
+    """Method-of-moments Beta fit from the moments of the prompts' success rates.
 
-    The spread of observed rates includes binomial noise; its mean, mean(m (1-m) / t),
+    The moments are over the prompts with trials > 0: their number, the sums of
+    their rates r = s / t, of r² and of 1 / t (what the store keeps per run, so the
+    prior is the run's whatever prompts a request names). The spread of observed
+    rates includes binomial noise; its mean, mean(m (1-m) / t) = m (1-m) mean(1/t),
     is removed from the variance before fitting. Falls back to (1, 1) with fewer than
     two prompts, a mean of 0 or 1, or no variance left: nothing to learn a prior from.
     The strength a + b is capped at MAX_PRIOR_STRENGTH.
+
+    Running sums drift by rounding (about 1e-16 per update); a variance
+    mean(r²) - mean(r)² below zero can only be such drift and is clamped to 0.
     """
-    s = np.asarray(successes, dtype=np.float64)
-    t = np.asarray(trials, dtype=np.float64)
-    seen = t > 0
-    if int(seen.sum()) < 2:
+    if count < 2.0:
         return 1.0, 1.0
-    rates = s[seen] / t[seen]
-    mean = float(rates.mean())
+    mean = rate_sum / count
     if not 0.0 < mean < 1.0:
         return 1.0, 1.0
-    noise = float(np.mean(mean * (1.0 - mean) / t[seen]))
-    variance = float(rates.var()) - noise
+    spread = max(rate_square_sum / count - mean * mean, 0.0)
+    noise = mean * (1.0 - mean) * (inverse_trials_sum / count)
+    variance = spread - noise
     if variance <= 0.0:
         return 1.0, 1.0
     strength = min(mean * (1.0 - mean) / variance - 1.0, MAX_PRIOR_STRENGTH)
     if strength <= 0.0:
         return 1.0, 1.0
     return mean * strength, (1.0 - mean) * strength
+
+
+def pooled_beta_prior(successes: ArrayLike, trials: ArrayLike) -> tuple[float, float]:
+    """`pooled_beta_prior_from_moments` over the prompts of these arrays with trials > 0."""
+    s = np.asarray(successes, dtype=np.float64)
+    t = np.asarray(trials, dtype=np.float64)
+    seen = t > 0
+    rates = s[seen] / t[seen]
+    return pooled_beta_prior_from_moments(
+        float(rates.size),
+        float(rates.sum()),
+        float(np.square(rates).sum()),
+        float((1.0 / t[seen]).sum()),
+    )

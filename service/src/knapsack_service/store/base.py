@@ -159,6 +159,37 @@ STEP_TOTAL_FIELDS = (
 
 
 @dataclass(frozen=True)
+class RateMoments:
+    """Run-level moments of the prompts' cumulative success rates r = successes / trials.
+
+    Over the prompts with trials > 0: how many, the sum of r, of r², and of 1 / trials.
+    The store updates them with every report, in the same atomic step as the records
+    (the change of each touched prompt's terms, `records.rate_moments_change`), so the
+    pooled Beta prior (`engine.pooled_beta_prior_from_moments`) is fitted over the whole
+    run at the cost of four numbers per run, never over the prompts a request names.
+    They are running sums, never recomputed: rounding drifts them by about 1e-16 per
+    update, relative to the prompt count, which the fit tolerates (it clamps the tiny
+    negative variance such drift can produce).
+
+    Attributes:
+        count: Prompts with trials > 0 (an integer, kept as a double).
+        rate_sum: Sum of their rates.
+        rate_square_sum: Sum of their squared rates.
+        inverse_trials_sum: Sum of 1 / trials (the binomial noise of the rates).
+
+    """
+
+    count: float = 0.0
+    rate_sum: float = 0.0
+    rate_square_sum: float = 0.0
+    inverse_trials_sum: float = 0.0
+
+
+#: Moments of a run without reports (or a batch read outside any run).
+NO_MOMENTS = RateMoments()
+
+
+@dataclass(frozen=True)
 class PromptBatch:
     """Statistics of a batch of prompts, one entry per requested id, in request order.
 
@@ -177,6 +208,8 @@ class PromptBatch:
         visit_trials: int64, trials of the last visit.
         visit_beta_successes: float64, Beta evidence for success, decayed per visit.
         visit_beta_failures: float64, Beta evidence for failure, decayed per visit.
+        run_moments: The run's `RateMoments`, read with the records (one round trip):
+            what the pooled prior is fitted from, whatever the batch holds.
 
     """
 
@@ -193,6 +226,7 @@ class PromptBatch:
     visit_trials: np.ndarray
     visit_beta_successes: np.ndarray
     visit_beta_failures: np.ndarray
+    run_moments: RateMoments = NO_MOMENTS
 
     def __len__(self) -> int:
         return int(self.seen.shape[0])
@@ -307,11 +341,13 @@ class Store(Protocol):
 __all__ = [
     "MAX_GROUP_COUNT",
     "MAX_STEP",
+    "NO_MOMENTS",
     "REPORT_ID_RETENTION_SECONDS",
     "ApplyResult",
     "GroupOutcome",
     "PlanClaim",
     "PromptBatch",
+    "RateMoments",
     "ReportToApply",
     "Store",
     "StoreMemory",

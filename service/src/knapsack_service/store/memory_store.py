@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 
 from knapsack_client.rules import RUN_COUNTERS
 from knapsack_service.store.base import (
+    NO_MOMENTS,
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
     PlanClaim,
     PromptBatch,
+    RateMoments,
     ReportToApply,
 )
 from knapsack_service.store.errors import (
@@ -36,8 +38,10 @@ from knapsack_service.store.errors import (
 )
 from knapsack_service.store.records import (
     EMPTY_RECORD_BYTES,
+    add_moments,
     apply_groups_to_records,
     decode_records,
+    rate_moments_change,
     summarise_groups,
 )
 
@@ -58,6 +62,8 @@ class _Run:
     counters: Counter[str] = field(default_factory=Counter)
     last_step: int | None = None
     records: dict[str, bytes] = field(default_factory=dict)
+    #: Moments of the prompts' cumulative rates, updated with the records.
+    moments: RateMoments = NO_MOMENTS
     steps: dict[int, Counter[str]] = field(default_factory=dict)
     report_ids: OrderedDict[str, _Applied] = field(default_factory=OrderedDict)
     #: Largest step of a report id forgotten at the end of the dedup window: reports
@@ -131,7 +137,7 @@ class MemoryStore:
                 return None, decode_records(blob)
             records = run.records
             blob = b"".join([records.get(pid, EMPTY_RECORD_BYTES) for pid in prompt_ids])
-            return run.settings, decode_records(blob)
+            return run.settings, decode_records(blob, run.moments)
 
     async def apply_report(self, run_id: str, report: ReportToApply) -> ApplyResult:
         """Apply a report all or nothing, once per report id (same semantics as Redis)."""
@@ -154,7 +160,9 @@ class MemoryStore:
                 if new and len(run.records) + new > report.max_prompts:
                     raise PromptLimitReached(report.max_prompts, new)
             totals = summarise_groups(report.groups)
+            change = rate_moments_change(run.records, updated)
 
+            run.moments = add_moments(run.moments, change)
             run.records.update(updated)
             summary = run.steps.setdefault(report.step, Counter())
             summary.update({name: value for name, value in totals.items() if value})

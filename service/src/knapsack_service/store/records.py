@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knapsack_service.store.base import GroupOutcome, PromptBatch
+from knapsack_service.store.base import NO_MOMENTS, GroupOutcome, PromptBatch, RateMoments
 from knapsack_service.store.errors import CounterOverflow
 
 #: Outcomes kept per prompt (the largest window the wire model allows).
@@ -291,8 +291,10 @@ def _column_u48(column: np.ndarray) -> np.ndarray:
     return wide.view("<u8").reshape(-1).astype(np.int64)
 
 
-def decode_records(blob: bytes) -> PromptBatch:
+def decode_records(blob: bytes, run_moments: RateMoments = NO_MOMENTS) -> PromptBatch:
     """Decode concatenated records (`EMPTY_RECORD_BYTES` for unseen prompts) at once.
+
+    `run_moments` (the run's, read with the records) travels with the batch.
 
     Raises:
         ValueError: The blob is not a whole number of records.
@@ -317,6 +319,7 @@ def decode_records(blob: bytes) -> PromptBatch:
         visit_trials=packed["visit_trials"].astype(np.int64),
         visit_beta_successes=packed["visit_beta_successes"].astype(np.float64),
         visit_beta_failures=packed["visit_beta_failures"].astype(np.float64),
+        run_moments=run_moments,
     )
 
 
@@ -371,6 +374,50 @@ def apply_groups_to_records(
     return updated
 
 
+def _trials_and_rate(raw: bytes) -> tuple[int, float]:
+    successes = int.from_bytes(raw[0:6], "little")
+    trials = int.from_bytes(raw[6:12], "little")
+    return trials, (successes / trials if trials else 0.0)
+
+
+def rate_moments_change(
+    records_before: Mapping[str, bytes], updated: Mapping[str, bytes]
+) -> RateMoments:
+    """The change a report makes to the run's `RateMoments` (reference for the Lua).
+
+    For each touched prompt, in the order `apply_groups_to_records` first met it,
+    its old terms (if it had trials) are taken out and its new ones put in, summed
+    in doubles exactly as `lua/apply_report.lua` does (s / t of integers below 2^53
+    is the same IEEE division in both), so both stores keep equal moments.
+    """
+    count = rate_sum = square_sum = inverse_sum = 0.0
+    for prompt_id, new_raw in updated.items():
+        old_raw = records_before.get(prompt_id)
+        if old_raw is not None:
+            old_trials, old_rate = _trials_and_rate(old_raw)
+            if old_trials > 0:
+                count = count - 1.0
+                rate_sum = rate_sum - old_rate
+                square_sum = square_sum - old_rate * old_rate
+                inverse_sum = inverse_sum - 1.0 / old_trials
+        new_trials, new_rate = _trials_and_rate(new_raw)
+        count = count + 1.0
+        rate_sum = rate_sum + new_rate
+        square_sum = square_sum + new_rate * new_rate
+        inverse_sum = inverse_sum + 1.0 / new_trials
+    return RateMoments(count, rate_sum, square_sum, inverse_sum)
+
+
+def add_moments(moments: RateMoments, change: RateMoments) -> RateMoments:
+    """`moments` plus a report's `change`, field by field (one addition each, as in Lua)."""
+    return RateMoments(
+        moments.count + change.count,
+        moments.rate_sum + change.rate_sum,
+        moments.rate_square_sum + change.rate_square_sum,
+        moments.inverse_trials_sum + change.inverse_trials_sum,
+    )
+
+
 __all__ = [
     "EMPTY_RECORD",
     "EMPTY_RECORD_BYTES",
@@ -382,12 +429,14 @@ __all__ = [
     "REPORT_SUMMARY_FIELDS",
     "RING_BITS",
     "PromptRecord",
+    "add_moments",
     "apply_group",
     "apply_groups_to_records",
     "decode_record",
     "decode_records",
     "encode_record",
     "group_bits",
+    "rate_moments_change",
     "round_to_float32",
     "summarise_groups",
 ]

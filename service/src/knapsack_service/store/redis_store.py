@@ -5,7 +5,7 @@ Layout of one run (every key carries the run's hash tag, see `keys.py`):
 | key                  | type       | content                                          |
 | -------------------- | ---------- | ------------------------------------------------ |
 | `krl:{r}:cfg`        | string     | settings JSON; its presence means the run exists |
-| `krl:{r}:meta`       | hash       | run counters                                     |
+| `krl:{r}:meta`       | hash       | run counters, the rates' moments (`MOMENT_FIELDS`) |
 | `krl:{r}:p`          | hash       | prompt id -> 60-byte record (`records.py`)       |
 | `krl:{r}:steps`      | sorted set | steps with a summary, score = step               |
 | `krl:{r}:s:<step>`   | hash       | per-step summary counters                        |
@@ -20,7 +20,8 @@ run, so it runs on the master owning that run's slot; `krl:runs` is only ever to
 by single-key commands (`put_settings`' pipeline sends SET and SADD as two commands,
 which a cluster pipeline routes to their two masters).
 
-Every read of a batch is one pipeline (GET + HMGET, one round trip); every report is
+Every read of a batch is one pipeline (GET + HMGET of the records + HMGET of the run's
+rate moments, one round trip); every report is
 one script, applied all or nothing and deduplicated by report id inside the script, so a
 retry by anyone (client, service, redis-py) can never apply it twice.
 """
@@ -37,11 +38,13 @@ from redis import exceptions as rex
 
 from knapsack_client.rules import RUN_COUNTERS
 from knapsack_service.store.base import (
+    NO_MOMENTS,
     REPORT_ID_RETENTION_SECONDS,
     STEP_TOTAL_FIELDS,
     ApplyResult,
     PlanClaim,
     PromptBatch,
+    RateMoments,
     ReportToApply,
     StoreMemory,
 )
@@ -161,6 +164,18 @@ def _report_refusal(error: rex.ResponseError, report: ReportToApply) -> StoreErr
     if code == "KRL_PROMPT_LIMIT" and report.max_prompts is not None:
         return PromptLimitReached(report.max_prompts, int(value))
     return None
+
+
+#: Fields of the run's meta hash holding its `RateMoments`, in the dataclass's order
+#: (written by `lua/apply_report.lua` as round-trip decimal doubles).
+MOMENT_FIELDS = ("rate_count", "rate_sum", "rate_square_sum", "inverse_trials_sum")
+
+
+def _moments(values: Sequence[bytes | None]) -> RateMoments:
+    """The run's moments from an HMGET of `MOMENT_FIELDS` (none yet: no reports)."""
+    if values[0] is None:
+        return NO_MOMENTS
+    return RateMoments(*(float(value or b"0") for value in values))
 
 
 def _load_script(name: str) -> str:
@@ -287,24 +302,24 @@ class RedisStore:
     async def read_batch(
         self, run_id: str, prompt_ids: Sequence[str]
     ) -> tuple[str | None, PromptBatch]:
-        """Settings and the records of `prompt_ids` in one round trip (GET + HMGET).
+        """Settings, the run's rate moments and the records of `prompt_ids`, one round trip.
 
         A plain pipeline, not a script: Redis serves HMGET of 1,024 fields about four
-        times faster than the same reads inside Lua, and both keys share the run's
+        times faster than the same reads inside Lua, and all the keys share the run's
         slot, so it works on a cluster too. Unseen prompts get the empty record and
         the batch is decoded with one numpy view.
         """
         keys = RunKeys(run_id)
         with _translated(run_id):
-            if not prompt_ids:  # HMGET needs at least one field
-                settings, values = await self._client.get(keys.settings), []
-            else:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.get(keys.settings)
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(keys.settings)
+                pipe.hmget(keys.meta, MOMENT_FIELDS)
+                if prompt_ids:  # HMGET needs at least one field
                     pipe.hmget(keys.prompts, _encode_all(prompt_ids))
-                    settings, values = await pipe.execute()
+                settings, moments, *rest = await pipe.execute()
+        values = rest[0] if rest else []
         blob = b"".join([value if value is not None else EMPTY_RECORD_BYTES for value in values])
-        batch = decode_records(blob)
+        batch = decode_records(blob, _moments(moments))
         if len(batch) != len(prompt_ids):
             raise StoreError(f"read {len(batch)} records for {len(prompt_ids)} prompt ids")
         return (None if settings is None else settings.decode("utf-8")), batch
@@ -386,7 +401,11 @@ class RedisStore:
                 exists, meta, prompts = await pipe.execute()
         if not exists:
             raise RunNotFound(run_id)
-        fields = {key.decode(): int(value) for key, value in meta.items()}
+        fields = {
+            key.decode(): int(value)
+            for key, value in meta.items()
+            if key.decode() not in MOMENT_FIELDS  # doubles, not counters
+        }
         counters: dict[str, int | None] = {name: fields.get(name, 0) for name in RUN_COUNTERS}
         counters["prompts"] = int(prompts)
         counters["last_step"] = fields.get("last_step")
@@ -451,6 +470,7 @@ class RedisStore:
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
+    "MOMENT_FIELDS",
     "POOL_HEADROOM",
     "REPORT_ID_RETENTION_SECONDS",
     "RedisStore",

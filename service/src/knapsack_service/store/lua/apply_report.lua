@@ -4,7 +4,7 @@
 -- written here are byte-identical to the Python reference.
 --
 -- KEYS[1] cfg          run settings (string); absent = run not found
--- KEYS[2] meta         run counters (hash)
+-- KEYS[2] meta         run counters and the rates' moments (hash)
 -- KEYS[3] prompts      prompt id -> packed 60-byte record (hash)
 -- KEYS[4] steps        index of step summaries (sorted set, score = step)
 -- KEYS[5] report ids   report id -> unix seconds of first application (sorted set)
@@ -142,11 +142,13 @@ for g = 1, count do
   end
 end
 local new_prompts = 0
+local before = {}
 for first = 1, #unique, CHUNK do
   local last = math.min(first + CHUNK - 1, #unique)
   local values = redis.call('HMGET', KEYS[3], unpack(unique, first, last))
   for i = first, last do
     current[unique[i]] = values[i - first + 1]
+    before[unique[i]] = values[i - first + 1]
     if not values[i - first + 1] then new_prompts = new_prompts + 1 end
   end
 end
@@ -279,7 +281,31 @@ local totals = {rollouts = rollouts, groups = count, successes = successes,
   all_failure_groups = all_failure_groups, zero_variance_groups = zero_variance,
   all_success_rollouts = all_success_rollouts, all_failure_rollouts = all_failure_rollouts}
 
--- 4. Write: records, step summary, counters, report id.
+-- The change of the run's rate moments (records.py `rate_moments_change`): per touched
+-- prompt, in first-seen order, its old terms out (if it had trials), its new ones in.
+local d_count, d_sum, d_square, d_inverse = 0, 0, 0, 0
+for i = 1, #unique do
+  local pid = unique[i]
+  local old = before[pid]
+  if old then
+    local os_, ot = unpack_record('<I6I6', old)
+    if ot > 0 then
+      local r = os_ / ot
+      d_count = d_count - 1
+      d_sum = d_sum - r
+      d_square = d_square - r * r
+      d_inverse = d_inverse - 1 / ot
+    end
+  end
+  local ns, nt = unpack_record('<I6I6', current[pid])
+  local r = ns / nt
+  d_count = d_count + 1
+  d_sum = d_sum + r
+  d_square = d_square + r * r
+  d_inverse = d_inverse + 1 / nt
+end
+
+-- 4. Write: records, step summary, counters, rate moments, report id.
 for first = 1, #unique, CHUNK do
   local args, k = {}, 0
   for i = first, math.min(first + CHUNK - 1, #unique) do
@@ -298,6 +324,14 @@ redis.call('HINCRBY', KEYS[2], 'reports', 1)
 redis.call('HINCRBY', KEYS[2], 'results', int(count))
 redis.call('HINCRBY', KEYS[2], 'rollouts', int(totals.rollouts))
 redis.call('HINCRBY', KEYS[2], 'successes', int(totals.successes))
+-- Doubles as '%.17g' (exact round trip); HINCRBYFLOAT would round through long double.
+local moments = redis.call('HMGET', KEYS[2], 'rate_count', 'rate_sum', 'rate_square_sum',
+  'inverse_trials_sum')
+redis.call('HSET', KEYS[2],
+  'rate_count', string.format('%.17g', tonumber(moments[1] or '0') + d_count),
+  'rate_sum', string.format('%.17g', tonumber(moments[2] or '0') + d_sum),
+  'rate_square_sum', string.format('%.17g', tonumber(moments[3] or '0') + d_square),
+  'inverse_trials_sum', string.format('%.17g', tonumber(moments[4] or '0') + d_inverse))
 local last_step = tonumber(redis.call('HGET', KEYS[2], 'last_step'))
 if last_step == nil or step > last_step then
   redis.call('HSET', KEYS[2], 'last_step', int(step))
