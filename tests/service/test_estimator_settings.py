@@ -37,12 +37,13 @@ def test_default_estimator_is_the_papers_last_visit(app_client: TestClient) -> N
 
 
 def test_beta_defaults_are_the_sweeps_choice(app_client: TestClient) -> None:
-    # bench/sweep_bayes.py chose decay 0.9 per visit and the plug-in from strength 4;
-    # the old defaults (per step, always in expectation) scored 0.787 against 0.846.
+    # bench/sweep_bayes.py chose decay 0.9 per visit, the plug-in from strength 4 and
+    # the pooled prior (fitted over the run: 0.846 against 0.833 for a flat one); the
+    # old defaults (per step, always in expectation) scored 0.801.
     created = app_client.put(run_path("b"), json={"estimator": {"kind": "beta"}})
     estimator = created.json()["settings"]["estimator"]
     assert (estimator["decay"], estimator["decay_unit"]) == (0.9, "visit")
-    assert estimator["plug_in_from"] == 4.0 and estimator["prior"] == [1.0, 1.0]
+    assert estimator["plug_in_from"] == 4.0 and estimator["prior"] == "pooled"
 
 
 def test_beta_estimator_decays_per_visit_and_plugs_in(app_client: TestClient) -> None:
