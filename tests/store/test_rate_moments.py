@@ -8,6 +8,7 @@ every prompt's cumulative rate, and the prior is fitted from those.
 from __future__ import annotations
 
 import random
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -17,16 +18,19 @@ from knapsack_service.store import (
     GroupOutcome,
     PromptLimitReached,
     RateMoments,
+    RedisStore,
     ReportToApply,
     Store,
 )
 from knapsack_service.store.base import NO_MOMENTS
+from knapsack_service.store.keys import RunKeys
 from knapsack_service.store.records import (
     add_moments,
     apply_groups_to_records,
     rate_moments_change,
 )
-from tests.store.conftest import StoreRunner
+from knapsack_service.store.redis_store import MOMENT_FIELDS
+from tests.store.conftest import StoreRunner, store_runner
 
 SETTINGS = '{"estimator": {"kind": "beta", "prior": "pooled"}}'
 
@@ -113,3 +117,25 @@ def test_refused_reports_leave_the_moments_and_deleting_drops_them(
         assert counters["reports"] == 0
 
     run_with_store(body)
+
+
+def test_a_run_from_before_the_moments_gets_them_from_its_records(redis_url: str) -> None:
+    # Records written by an older version (no moments in the run's meta): the next
+    # report sums them from the records once instead of adding its change to zeros.
+    reports = random_reports(seed=8, count=12, prompts=10)
+
+    async def body(store: Store) -> None:
+        assert isinstance(store, RedisStore)
+        await store.put_settings("old", SETTINGS)
+        for report in reports[:-1]:
+            await store.apply_report("old", report)
+        await store.client.hdel(RunKeys("old").meta, *MOMENT_FIELDS)
+        assert (await store.read_batch("old", ["p0"]))[1].run_moments == NO_MOMENTS
+        await store.apply_report("old", reports[-1])
+        _, batch = await store.read_batch("old", [f"p{i}" for i in range(10)])
+        expected = reference_moments(reports)
+        assert batch.run_moments.count == expected.count
+        kept = np.array(astuple(batch.run_moments))
+        np.testing.assert_allclose(kept, astuple(expected), rtol=1e-12)
+
+    store_runner(lambda: RedisStore.from_url(redis_url))(body)

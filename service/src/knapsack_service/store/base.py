@@ -169,7 +169,9 @@ class RateMoments:
     run at the cost of four numbers per run, never over the prompts a request names.
     They are running sums, never recomputed: rounding drifts them by about 1e-16 per
     update, relative to the prompt count, which the fit tolerates (it clamps the tiny
-    negative variance such drift can produce).
+    negative variance such drift can produce). A Redis run written before the moments
+    existed reads none (a flat prior) until its next report, which sums them from its
+    records once (`lua/apply_report.lua`).
 
     Attributes:
         count: Prompts with trials > 0 (an integer, kept as a double).

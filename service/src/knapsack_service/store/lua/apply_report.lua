@@ -305,6 +305,28 @@ for i = 1, #unique do
   d_inverse = d_inverse + 1 / nt
 end
 
+-- The run's moments before this report. A run whose records were written before the
+-- moments existed (an older version) has records and no moments: they are summed from
+-- its records once, here (one pass over the run's prompts, bounded by its prompt
+-- limit), and kept up to date by the changes from then on.
+local moments = redis.call('HMGET', KEYS[2], 'rate_count', 'rate_sum', 'rate_square_sum',
+  'inverse_trials_sum')
+local m_count, m_sum = tonumber(moments[1] or '0'), tonumber(moments[2] or '0')
+local m_square, m_inverse = tonumber(moments[3] or '0'), tonumber(moments[4] or '0')
+if not moments[1] and redis.call('HLEN', KEYS[3]) > 0 then
+  local records = redis.call('HVALS', KEYS[3])
+  for i = 1, #records do
+    local rs, rt = unpack_record('<I6I6', records[i])
+    if rt > 0 then
+      local r = rs / rt
+      m_count = m_count + 1
+      m_sum = m_sum + r
+      m_square = m_square + r * r
+      m_inverse = m_inverse + 1 / rt
+    end
+  end
+end
+
 -- 4. Write: records, step summary, counters, rate moments, report id.
 for first = 1, #unique, CHUNK do
   local args, k = {}, 0
@@ -325,13 +347,11 @@ redis.call('HINCRBY', KEYS[2], 'results', int(count))
 redis.call('HINCRBY', KEYS[2], 'rollouts', int(totals.rollouts))
 redis.call('HINCRBY', KEYS[2], 'successes', int(totals.successes))
 -- Doubles as '%.17g' (exact round trip); HINCRBYFLOAT would round through long double.
-local moments = redis.call('HMGET', KEYS[2], 'rate_count', 'rate_sum', 'rate_square_sum',
-  'inverse_trials_sum')
 redis.call('HSET', KEYS[2],
-  'rate_count', string.format('%.17g', tonumber(moments[1] or '0') + d_count),
-  'rate_sum', string.format('%.17g', tonumber(moments[2] or '0') + d_sum),
-  'rate_square_sum', string.format('%.17g', tonumber(moments[3] or '0') + d_square),
-  'inverse_trials_sum', string.format('%.17g', tonumber(moments[4] or '0') + d_inverse))
+  'rate_count', string.format('%.17g', m_count + d_count),
+  'rate_sum', string.format('%.17g', m_sum + d_sum),
+  'rate_square_sum', string.format('%.17g', m_square + d_square),
+  'inverse_trials_sum', string.format('%.17g', m_inverse + d_inverse))
 local last_step = tonumber(redis.call('HGET', KEYS[2], 'last_step'))
 if last_step == nil or step > last_step then
   redis.call('HSET', KEYS[2], 'last_step', int(step))
