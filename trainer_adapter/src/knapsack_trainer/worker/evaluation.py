@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from knapsack_client.rules import DEFAULT_SUCCESS_THRESHOLD
 from knapsack_trainer.worker.generation import GenerationBackend, GenerationRequest
 from knapsack_trainer.worker.tasks import Task
 
@@ -46,7 +47,7 @@ def heldout_success(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
-    success_threshold: float = 0.5,
+    success_threshold: float = DEFAULT_SUCCESS_THRESHOLD,
 ) -> HeldoutResult:
     """Sample `samples` completions of every held-out prompt in one call and score them.
 

@@ -25,7 +25,11 @@ from typing import Any
 import torch
 
 from knapsack_client import KnapsackClient, KnapsackError, PromptResult
-from knapsack_client.rules import assign_whole_groups, split_consecutive
+from knapsack_client.rules import (
+    DEFAULT_SUCCESS_THRESHOLD,
+    assign_whole_groups,
+    split_consecutive,
+)
 from knapsack_trainer.worker import core_algos
 from knapsack_trainer.worker.checkpoint import (
     TrainerState,
@@ -57,9 +61,6 @@ from knapsack_trainer.worker.sampler import PromptSampler
 from knapsack_trainer.worker.tasks import Task, build_task
 
 logger = logging.getLogger(__name__)
-
-#: Default success threshold of a run (shared/API.md): a reward >= it is a success.
-DEFAULT_SUCCESS_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
