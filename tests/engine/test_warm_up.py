@@ -1,5 +1,7 @@
 """warm_up() compiles every kernel the wrappers call, so the first request does not."""
 
+import math
+
 from knapsack_service.engine import (
     _kernels,
     _kernels_balance,
@@ -30,7 +32,7 @@ ENTRY_KERNELS = [
 
 
 def test_warm_up_compiles_every_entry_kernel():
-    seconds = warm_up()
-    assert seconds > 0.0
+    seconds = warm_up()  # the compile time it reports, for the service's start-up log
+    assert math.isfinite(seconds)
     cold = [kernel.__name__ for kernel in ENTRY_KERNELS if not kernel.signatures]
     assert cold == []
